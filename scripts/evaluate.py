@@ -1,0 +1,38 @@
+"""Rule `evaluate`: open-loop error against horizon on the test split, model vs copy-last-frame.
+
+Standalone: python scripts/evaluate.py CHECKPOINT TEST.zarr METRICS.parquet EXAMPLES.npz
+"""
+
+import sys
+
+import numpy as np
+import torch
+
+from forward_models import models
+from forward_models.data.zarr_store import open_rollouts
+from forward_models.evaluation import evaluate
+from forward_models.training import pick_device
+
+
+def main(checkpoint, rollouts, horizon, episodes, labels, metrics_out, examples_out, threads=2, device="auto"):
+    torch.set_num_threads(threads)
+    model = models.load(checkpoint, map_location=pick_device(device))
+    table, examples = evaluate(model, open_rollouts(rollouts), horizon, episodes, labels)
+    table.to_parquet(metrics_out, index=False)
+    np.savez_compressed(examples_out, **examples)
+    mean = table[table["metric"] == "mse"].groupby("predictor")["value"].mean()
+    print("mean open-loop MSE:", mean.to_dict())
+
+
+if "snakemake" in globals():
+    with open(snakemake.log[0], "w") as log:
+        sys.stdout = sys.stderr = log
+        wc, ev = snakemake.wildcards, snakemake.params.evaluation
+        main(
+            snakemake.input.checkpoint, snakemake.input.rollouts, ev["horizon"], ev["episodes"],
+            {"env": wc.env, "model": wc.model, "seed": int(wc.seed)},
+            snakemake.output.metrics, snakemake.output.examples, snakemake.threads, snakemake.params.device,
+        )
+elif __name__ == "__main__":
+    ckpt, store, metrics, examples = sys.argv[1:5]
+    main(ckpt, store, 32, 100, {"env": "?", "model": "?", "seed": 0}, metrics, examples)

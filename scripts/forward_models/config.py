@@ -1,0 +1,139 @@
+"""The experiment config: YAML -> (JSON schema check in the Snakefile) -> these typed models.
+
+Every field carries its documentation as a docstring; the JSON schema in
+``workflow/schemas/config.schema.json`` is generated from these classes
+(``forward-models schema > workflow/schemas/config.schema.json``) and a test keeps it in sync.
+Model families contribute their own config classes through the registry in
+:mod:`forward_models.models`, so adding a model file adds its keys to the schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, create_model, field_validator, model_validator
+
+from forward_models import envs
+from forward_models.models.base import Strict
+
+
+class AgentConfig(Strict):
+    kind: Literal["random", "sticky", "pong"] = "random"
+    """Rollout agent: uniform random, sticky random, or the scripted two-player Pong agent."""
+    kwargs: dict[str, Any] = {}
+    """Agent options: ``stickiness`` for sticky, ``stochasticity`` (a value or [low, high],
+    drawn per episode) for pong."""
+
+
+class SplitConfig(Strict):
+    episodes: int = Field(ge=1)
+    """Episodes to collect."""
+    seed: int = Field(ge=0)
+    """Root seed of the split; every episode's seed is derived from it."""
+
+
+class EnvConfig(Strict):
+    id: str
+    """Gymnasium id, e.g. forward_models/TwoPlayerPong-v0 or CartPole-v1 (must render rgb_array)."""
+    size: int = Field(32, ge=8)
+    """Frames are square, ``size`` pixels a side (built-in envs draw at it, others are resized)."""
+    kwargs: dict[str, Any] = {}
+    """Keyword arguments for ``gymnasium.make``."""
+    max_episode_steps: int | None = Field(200, ge=1)
+    """Truncate episodes after this many steps (None: the env's own limit)."""
+    min_length: int = Field(0, ge=0)
+    """Drop episodes shorter than this many steps (the next seeds replace them, in order)."""
+    agent: AgentConfig = AgentConfig()
+    """The agent that chooses actions during collection."""
+    workers: int = Field(2, ge=1)
+    """Processes collecting episodes in parallel (the stored bytes do not depend on it)."""
+    splits: dict[Literal["train", "test"], SplitConfig]
+    """Train and test splits; their seeds must differ so the episodes are disjoint."""
+
+    @field_validator("id")
+    @classmethod
+    def _known_id(cls, v: str) -> str:
+        envs.check_env_id(v)
+        return v
+
+    @model_validator(mode="after")
+    def _disjoint(self):
+        if set(self.splits) != {"train", "test"}:
+            raise ValueError(f"splits must be exactly train and test, got {sorted(self.splits)}")
+        if self.splits["train"].seed == self.splits["test"].seed:
+            raise ValueError(f"train and test splits share seed {self.splits['test'].seed}; use different seeds")
+        return self
+
+
+class MlflowConfig(Strict):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    """Tracking store. The default is the store a bare ``mlflow ui`` in this directory reads; on
+    a cluster use an ``http://`` URI of an ``mlflow server``."""
+    experiment: str = "forward-models"
+    """Experiment every run is logged under."""
+
+
+class EvaluationConfig(Strict):
+    horizon: int = Field(32, ge=1)
+    """Open-loop steps predicted after the precondition."""
+    episodes: int = Field(50, ge=1)
+    """Test episodes evaluated (the first ones with enough steps)."""
+
+
+class ExperimentBase(Strict):
+    seeds: list[int] = Field([0], min_length=1)
+    """Training seeds; every (env, model) pair is trained once per seed."""
+    envs: dict[str, EnvConfig] = Field(min_length=1)
+    """Environments by name; the name is the ``{env}`` wildcard in results/ paths."""
+    models: dict[str, Any] = Field(min_length=1)
+    """Model configurations by name (the ``{model}`` wildcard); ``arch`` picks the family."""
+    mlflow: MlflowConfig = MlflowConfig()
+    """Experiment tracking."""
+    evaluation: EvaluationConfig = EvaluationConfig()
+    """Held-out evaluation."""
+    device: str = "auto"
+    """Torch device for training and evaluation: auto (CUDA when present), cpu or cuda."""
+    progress: bool = True
+    """Show progress bars in job logs."""
+
+    @field_validator("envs", "models")
+    @classmethod
+    def _names(cls, v: dict) -> dict:
+        for name in v:
+            if not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"name {name!r} must be letters, digits, '_' or '-' (it becomes a path)")
+        return v
+
+
+@functools.cache
+def experiment_model() -> type[ExperimentBase]:
+    """The experiment config class with ``models`` typed as the union of registered families."""
+    from forward_models.models import REGISTRY
+
+    configs = tuple(cls.Config for cls in REGISTRY.values())
+    union = Annotated[Union[configs], Field(discriminator="arch")]  # noqa: UP007
+    return create_model(
+        "Experiment",
+        __base__=ExperimentBase,
+        models=(dict[str, union], Field(min_length=1, description=ExperimentBase.model_fields["models"].description)),
+    )
+
+
+def load(config: dict) -> ExperimentBase:
+    """Validate a config dict (as loaded from YAML); errors name the key and what was expected."""
+    return experiment_model().model_validate(config)
+
+
+def json_schema() -> dict:
+    """The JSON schema of the experiment config (draft 2020-12, which Snakemake's validate reads)."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **experiment_model().model_json_schema()}
+
+
+def main() -> None:
+    print(json.dumps(json_schema(), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Rollout collection, the Zarr store and the window sampler."""

@@ -1,0 +1,59 @@
+"""Environments: the built-in Pong, and one constructor for any Gymnasium id that renders pixels.
+
+Every environment made here observes ``(size, size, 3)`` uint8 frames: built-in envs draw at
+that size, any other id is rendered with ``render_mode="rgb_array"`` and resized.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import gymnasium as gym
+from gymnasium.wrappers import AddRenderObservation, ResizeObservation
+
+PONG_ID = "forward_models/TwoPlayerPong-v0"
+PONG_FIXED_ID = "forward_models/TwoPlayerPongFixed-v0"
+BUILTIN = {PONG_ID, PONG_FIXED_ID}
+
+
+def register() -> None:
+    """Register the built-in envs with Gymnasium (idempotent; runs on package import)."""
+    if PONG_ID not in gym.registry:
+        gym.register(PONG_ID, entry_point="forward_models.envs.pong:TwoPlayerPong")
+    if PONG_FIXED_ID not in gym.registry:
+        gym.register(
+            PONG_FIXED_ID,
+            entry_point="forward_models.envs.pong:TwoPlayerPong",
+            kwargs={"heading": 0.3},
+        )
+
+
+register()
+
+
+class UnknownEnvError(ValueError):
+    pass
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`UnknownEnvError`, with close matches, if Gymnasium does not know ``env_id``."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    raise UnknownEnvError(f"unknown Gymnasium env id {env_id!r}{hint}")
+
+
+def make(env_id: str, size: int, kwargs: dict | None = None, max_episode_steps: int | None = None):
+    """Create ``env_id`` observing ``(size, size, 3)`` uint8 frames."""
+    check_env_id(env_id)
+    if size <= 0:
+        raise ValueError(f"frame size must be a positive number of pixels, got {size}")
+    kwargs = dict(kwargs or {})
+    if env_id in BUILTIN:
+        return gym.make(env_id, size=size, max_episode_steps=max_episode_steps, **kwargs)
+    env = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs)
+    env = AddRenderObservation(env, render_only=True)
+    if env.observation_space.shape[:2] != (size, size):
+        env = ResizeObservation(env, (size, size))
+    return env

@@ -1,0 +1,106 @@
+"""Open-loop evaluation on held-out rollouts, for a model and for the copy-last-frame baseline.
+
+Every test episode long enough is used from its start: the first P frames are the precondition,
+then the model is fed the episode's actions and predicts ``horizon`` frames that are compared
+with the truth step by step. The same code path (``model.rollout``) serves training and play.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from forward_models import models
+from forward_models.data.windows import WindowSampler
+from forward_models.data.zarr_store import Rollouts
+from forward_models.models.base import ForwardModel, split_window
+
+METRICS = ("mse", "psnr")
+
+
+def eval_windows(rollouts: Rollouts, precondition: int, horizon: int, episodes: int) -> dict:
+    """The first ``episodes`` test episodes with at least P + horizon rows, from their start."""
+    need = precondition + horizon
+    ids = np.flatnonzero(rollouts.lengths >= need)[:episodes]
+    if len(ids) == 0:
+        raise ValueError(
+            f"{rollouts.path}: no test episode has the {need} rows that precondition={precondition} "
+            f"+ horizon={horizon} need (longest: {rollouts.lengths.max()}); lower the horizon or "
+            f"collect longer episodes"
+        )
+    sampler = WindowSampler(rollouts, need, episodes=ids)
+    batch = sampler.gather(np.arange(len(ids)), np.zeros(len(ids), np.int64))
+    batch["episode"] = torch.from_numpy(ids)
+    return batch
+
+
+@torch.no_grad()
+def predict(model: ForwardModel, batch: dict, precondition: int, batch_size: int = 64) -> torch.Tensor:
+    model.eval()
+    context, actions, _, _ = split_window(batch, precondition)
+    out = [
+        model.rollout(context[i : i + batch_size], actions[i : i + batch_size]).float().clamp(0, 1)
+        for i in range(0, len(context), batch_size)
+    ]
+    return torch.cat(out)
+
+
+def step_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per episode and step (E, T): MSE on [0, 1] pixels and PSNR in dB (capped at 100)."""
+    mse = ((pred - truth) ** 2).flatten(2).mean(-1).clamp_min(1e-10)
+    return {"mse": mse.numpy(), "psnr": (10 * torch.log10(1.0 / mse)).numpy()}
+
+
+def tidy(errors: dict[str, np.ndarray], episodes: np.ndarray, **labels) -> pd.DataFrame:
+    """Long table: one row per episode x horizon x metric, plus constant label columns."""
+    e, t = next(iter(errors.values())).shape
+    frames = [
+        pd.DataFrame(
+            {
+                "episode": np.repeat(episodes, t),
+                "horizon": np.tile(np.arange(1, t + 1), e),
+                "metric": name,
+                "value": values.reshape(-1).astype(np.float64),
+            }
+        )
+        for name, values in errors.items()
+    ]
+    df = pd.concat(frames, ignore_index=True)
+    for k, v in reversed(labels.items()):
+        df.insert(0, k, v)
+    return df
+
+
+def evaluate(model: ForwardModel, rollouts: Rollouts, horizon: int, episodes: int, labels: dict):
+    """Errors against horizon for ``model`` and copy-last-frame, and the arrays for figures."""
+    p = model.cfg.precondition
+    batch = eval_windows(rollouts, p, horizon, episodes)
+    truth = batch["obs"][:, p:]
+    baseline = models.build({"arch": "copy_last", "precondition": p}, model.frame_shape, model.n_actions)
+    preds = {"model": predict(model, batch, p), "copy_last": predict(baseline, batch, p)}
+    ids = batch["episode"].numpy()
+    table = pd.concat(
+        [tidy(step_errors(pred, truth), ids, **labels, predictor=name) for name, pred in preds.items()],
+        ignore_index=True,
+    )
+    examples = {
+        "episode": ids[:8],
+        "context": _u8(batch["obs"][:8, :p]),
+        "truth": _u8(truth[:8]),
+        "prediction": _u8(preds["model"][:8]),
+    }
+    return table, examples
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """(B, T, C, H, W) floats in [0, 1] -> (B, T, H, W, C) uint8."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+
+
+def summarize(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """Mean, std and count over episodes for every env x model x seed x predictor x horizon x metric."""
+    df = pd.concat(tables, ignore_index=True)
+    keys = ["env", "model", "seed", "predictor", "horizon", "metric"]
+    out = df.groupby(keys, sort=True)["value"].agg(["mean", "std", "count"]).reset_index()
+    return out.rename(columns={"count": "episodes"})

@@ -1,0 +1,82 @@
+"""Figures: error against horizon, rollout strips and side-by-side GIFs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import imageio.v2 as imageio
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+LABELS = {"mse": "MSE per pixel ([0, 1] intensities)", "psnr": "PSNR (dB)"}
+
+
+def error_vs_horizon(summary: pd.DataFrame, out: str | Path, metric: str = "mse", style=None) -> None:
+    """One panel per env; one line per model (and the copy-last baseline); band = range over seeds."""
+    df = summary[summary["metric"] == metric].copy()
+    base = df[df["predictor"] == "copy_last"].copy()
+    base["model"] = "copy last frame"
+    base = base.drop_duplicates(["env", "seed", "horizon"])  # the same for every model
+    df = pd.concat([df[df["predictor"] == "model"], base], ignore_index=True)
+    with plt.style.context(style or "default"):
+        g = sns.relplot(
+            data=df, x="horizon", y="mean", hue="model", style="model", col="env", kind="line",
+            errorbar=("pi", 100), markers=True, dashes=False, height=3.6, aspect=1.3,
+            facet_kws={"sharey": False},
+        )
+        g.set_axis_labels("open-loop horizon (steps after the precondition)", LABELS[metric])
+        g.set_titles("{col_name}")
+        if metric == "mse":
+            g.set(yscale="log")
+        sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.95), frameon=False)
+        g.savefig(out, bbox_inches="tight")
+        plt.close(g.figure)
+
+
+def rollout_strip(examples: dict, out: str | Path, n_frames: int = 12, episode: int = 0, style=None) -> None:
+    """Rows: truth, prediction, |difference|; the precondition frames lead the truth row."""
+    ctx, truth, pred = (examples[k][episode] for k in ("context", "truth", "prediction"))
+    p, n = len(ctx), min(n_frames, len(truth))
+    diff = np.abs(truth[:n].astype(np.int16) - pred[:n].astype(np.int16)).astype(np.uint8)
+    rows = [("truth", list(ctx) + list(truth[:n])), ("prediction", [None] * p + list(pred[:n])),
+            ("|difference|", [None] * p + list(diff))]
+    with plt.style.context(style or "default"):
+        fig, axes = plt.subplots(3, p + n, figsize=(0.9 * (p + n), 3.2), squeeze=False)
+        for r, (label, frames) in enumerate(rows):
+            for c, frame in enumerate(frames):
+                ax = axes[r, c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if frame is None:
+                    ax.set_frame_on(False)
+                else:
+                    ax.imshow(frame, interpolation="nearest")
+                if r == 0:
+                    ax.set_title(f"t+{c - p + 1}" if c >= p else f"ctx {c + 1}", fontsize=7)
+                if c < p and r == 0:
+                    for spine in ax.spines.values():
+                        spine.set_edgecolor("tab:orange")
+                        spine.set_linewidth(2)
+            axes[r, 0].set_ylabel(label, fontsize=8)
+        fig.suptitle(f"episode {int(examples['episode'][episode])}: precondition (orange) then open loop",
+                     fontsize=9)
+        fig.tight_layout()
+        fig.savefig(out)
+        plt.close(fig)
+
+
+def side_by_side(truth: np.ndarray, pred: np.ndarray, scale: int = 4) -> np.ndarray:
+    """(T, H, W, C) uint8 pair -> (T, sH, 3sW + 2s, C) frames: truth | prediction | |difference|."""
+    diff = np.abs(truth.astype(np.int16) - pred.astype(np.int16)).astype(np.uint8)
+    gap = np.full((*truth.shape[:2], 2, truth.shape[3]), 128, np.uint8)
+    frames = np.concatenate([truth, gap, pred, gap, diff], axis=2)
+    return frames.repeat(scale, axis=1).repeat(scale, axis=2)
+
+
+def rollout_gif(truth: np.ndarray, pred: np.ndarray, out: str | Path, fps: int = 10) -> None:
+    imageio.mimsave(out, list(side_by_side(truth, pred)), duration=1000 / fps, loop=0)

@@ -1,0 +1,59 @@
+"""RNN with a deconvolutional renderer: the thesis' baseline family.
+
+The precondition frames, stacked on channels, are encoded by two conv blocks into the initial
+state of a GRU over action embeddings (optionally followed by dilated GRU layers); every GRU
+output is drawn by a deconvolutional renderer. Open loop: after the precondition only actions.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from forward_models.models.base import ForwardModel, ModelConfig, register
+from forward_models.models.layers import ConvEncoder, DeconvRenderer, RecurrentCore
+
+
+class RNNDeconvConfig(ModelConfig):
+    arch: Literal["rnn_deconv"] = "rnn_deconv"
+    hidden: int = Field(32, ge=1)
+    """GRU state size H (the thesis used 32 for Pong)."""
+    embed: int = Field(32, ge=1)
+    """Action embedding size E."""
+    dilated_layers: int = Field(0, ge=0)
+    """Dilated GRU layers after the first GRU (the thesis stacked 2)."""
+    skip: int = Field(1, ge=1)
+    """Recurrent skip k of the dilated layers (the thesis tried 1 and 8)."""
+    encoder_width: int = Field(64, ge=1)
+    """Channels of the precondition encoder's conv blocks."""
+    decoder_channels: list[int] = [128, 128, 64, 32]
+    """Input channels of the renderer's transposed convs, from the 2x2 map up."""
+
+
+@register("rnn_deconv")
+class RNNDeconv(ForwardModel):
+    Config = RNNDeconvConfig
+
+    def __init__(self, cfg: RNNDeconvConfig, frame_shape, n_actions, action_dim: int = 0):
+        super().__init__(cfg, frame_shape, n_actions)
+        c, h, w = frame_shape
+        self.encoder = ConvEncoder(c * cfg.precondition, (h, w), cfg.hidden, cfg.encoder_width)
+        self.core = RecurrentCore(n_actions, cfg.embed, cfg.hidden, cfg.dilated_layers, cfg.skip, action_dim)
+        self.renderer = DeconvRenderer(cfg.hidden, frame_shape, cfg.decoder_channels)
+
+    def _encode(self, context: torch.Tensor) -> torch.Tensor:
+        return self.encoder(context.flatten(1, 2))
+
+    def rollout(self, context, actions):
+        y = self.core(self._encode(context), actions)
+        b, t = y.shape[:2]
+        return self.renderer(y.reshape(b * t, -1)).view(b, t, *self.frame_shape)
+
+    def init_state(self, context):
+        return self.core.init_state(self._encode(context))
+
+    def step(self, state, action):
+        y, state = self.core.step(state, action)
+        return self.renderer(y), state

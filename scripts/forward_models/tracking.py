@@ -1,0 +1,60 @@
+"""MLflow helpers. The store and the experiment are created once, before training jobs fan out.
+
+The default tracking URI ``sqlite:///mlflow.db`` (artifacts in ``./mlruns``) is exactly where a
+bare ``mlflow ui`` looks when started in the same directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+
+def init_experiment(uri: str, name: str) -> str:
+    """Create the tracking store and experiment ``name`` if missing; return the experiment id."""
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp else client.create_experiment(name)
+
+
+def start_run(uri: str, experiment: str, run_name: str, run_id: str | None = None, tags=None):
+    """Start (or, with ``run_id``, resume) a run; use as a context manager."""
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        raise RuntimeError(
+            f"MLflow experiment {experiment!r} does not exist in {uri}; the workflow's mlflow_init "
+            f"rule creates it once before training jobs start"
+        )
+    return mlflow.start_run(run_id=run_id, experiment_id=exp.experiment_id, run_name=run_name, tags=tags)
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> flat ``a.b.c`` params (MLflow params are flat strings)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{key}."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, list | tuple) else str(v)
+    return out
+
+
+def config_hash(cfg: dict) -> str:
+    return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def git_commit(path: str | Path = ".") -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True, timeout=10
+        )
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

@@ -1,0 +1,163 @@
+"""One training loop for every family: models return ``(loss, logs)`` from ``loss(batch)``.
+
+Resumable: every ``checkpoint_every`` steps the model, optimiser, samplers' and torch's RNG
+states and the log so far go to ``progress.pt``; a rerun continues from there and ends with
+the same weights as an uninterrupted run on the CPU. A non-finite loss stops training with an
+error that names the step and keeps the last good progress checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from forward_models import models
+from forward_models.data.windows import WindowSampler
+from forward_models.models.base import ForwardModel, TrainConfig
+
+PROGRESS = "progress.pt"
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def validation_loss(model: ForwardModel, batches: list[dict], device) -> float:
+    was_training = model.training
+    model.eval()  # the thesis validated in train mode (BN/dropout live): not here
+    losses = []
+    for batch in batches:
+        with _autocast(device):
+            loss, _ = model.loss(_to(batch, device))
+        losses.append(loss.item())
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def train(
+    model: ForwardModel,
+    train_data: WindowSampler,
+    val_data: WindowSampler | None,
+    cfg: TrainConfig,
+    out_dir: str | Path,
+    seed: int = 0,
+    device: str = "auto",
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train ``model`` for ``cfg.steps`` steps (resuming from ``out_dir/progress.pt``); returns the log."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(device)
+    torch.manual_seed(seed)
+    model.to(dev).train()
+    if not model.trainable:
+        return pd.DataFrame(columns=["step", "split", "metric", "value"])
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (s // cfg.lr_decay_every + 1))
+    val_batches = _fixed_batches(val_data, cfg) if val_data is not None else []
+    rows, step = [], 0
+    ckpt_path = out_dir / PROGRESS
+    if ckpt_path.exists():
+        step, rows = _resume(ckpt_path, model, opt, sched, train_data, dev)
+
+    def log(split: str, logs: dict[str, float]):
+        rows.extend({"step": step, "split": split, "metric": k, "value": v} for k, v in logs.items())
+        if on_log:
+            on_log(step, {f"{split}/{k}": v for k, v in logs.items()})
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", mininterval=2)
+    t0, frames = time.perf_counter(), 0
+    while step < cfg.steps:
+        batch = _to(train_data.sample(cfg.batch_size), dev)
+        with _autocast(dev):
+            loss, logs = model.loss(batch)
+        if not math.isfinite(loss.item()):
+            last = torch.load(ckpt_path, weights_only=True)["step"] if ckpt_path.exists() else 0
+            raise NonFiniteLossError(
+                f"training loss became {loss.item()} at step {step + 1}; stopped. The last good "
+                f"checkpoint (step {last}) is kept in {ckpt_path if last else 'none yet'}. Try a "
+                f"lower lr (now {cfg.lr}) or grad_clip (now {cfg.grad_clip})."
+            )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        sched.step()
+        step += 1
+        frames += int(batch["mask"][:, model.cfg.precondition :].sum())
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            fps = frames / (time.perf_counter() - t0)
+            log("train", {**logs, "grad_norm": float(grad_norm), "lr": sched.get_last_lr()[0], "frames_per_s": fps})
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", fps=f"{fps:.0f}")
+        if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
+            log("val", {"loss": validation_loss(model, val_batches, dev)})
+        if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+            _save_progress(ckpt_path, model, opt, sched, train_data, step, rows)
+    bar.close()
+    model.eval()
+    return pd.DataFrame(rows, columns=["step", "split", "metric", "value"])
+
+
+def _fixed_batches(data: WindowSampler, cfg: TrainConfig) -> list[dict]:
+    """The same validation windows every time, drawn with their own generator."""
+    import numpy as np
+
+    keep = data.rng
+    data.rng = np.random.default_rng(12345)
+    try:
+        return [data.sample(cfg.batch_size) for _ in range(cfg.val_batches)]
+    finally:
+        data.rng = keep
+
+
+def _save_progress(path: Path, model, opt, sched, data: WindowSampler, step: int, rows: list) -> None:
+    tmp = path.with_suffix(".tmp")
+    models.save(
+        model,
+        tmp,
+        step=step,
+        optimizer=opt.state_dict(),
+        scheduler=sched.state_dict(),
+        torch_rng=torch.get_rng_state(),
+        sampler_rng=data.rng.bit_generator.state,
+        log=pd.DataFrame(rows).to_dict(orient="list") if rows else {},
+    )
+    tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
+
+
+def _resume(path: Path, model, opt, sched, data: WindowSampler, dev) -> tuple[int, list]:
+    ckpt = torch.load(path, map_location=dev, weights_only=True)
+    model.load_state_dict(ckpt["state_dict"])
+    opt.load_state_dict(ckpt["optimizer"])
+    sched.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["torch_rng"].cpu())
+    data.rng.bit_generator.state = ckpt["sampler_rng"]
+    rows = pd.DataFrame(ckpt["log"]).to_dict(orient="records") if ckpt["log"] else []
+    print(f"resuming from {path} at step {ckpt['step']}")
+    return int(ckpt["step"]), rows

@@ -1,0 +1,50 @@
+# Config validation and the few helpers the rules share. Logic lives in the package.
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
+from forward_models import config as fm_config  # noqa: E402
+
+try:
+    CFG = fm_config.load(config)
+except ValidationError as exc:
+    raise WorkflowError(f"invalid config (config/README.md documents every key):\n{exc}") from None
+validate(config, schema="../schemas/config.schema.json", set_default=False)
+
+STYLE = "config/plot.mplstyle"
+
+
+wildcard_constraints:
+    env="|".join(CFG.envs),
+    model="|".join(CFG.models),
+    seed=r"\d+",
+    split="train|test",
+
+
+def all_runs(pattern):
+    """`pattern` expanded over every env x model x seed."""
+    return expand(pattern, env=CFG.envs, model=CFG.models, seed=CFG.seeds)
+
+
+def all_figures():
+    return ["results/figures/error_vs_horizon.png"] + all_runs(
+        "results/figures/{env}/{model}/seed{seed}/rollout_strip.png"
+    )
+
+
+def env_params(wildcards):
+    return CFG.envs[wildcards.env].model_dump(mode="json")
+
+
+def model_params(wildcards):
+    return CFG.models[wildcards.model].model_dump(mode="json")
+
+
+def run_name(wildcards):
+    return f"{wildcards.env}/{wildcards.model}/seed{wildcards.seed}"

@@ -1,0 +1,40 @@
+rule evaluate:
+    input:
+        checkpoint="results/models/{env}/{model}/seed{seed}/checkpoint.pt",
+        rollouts="results/rollouts/{env}/test.zarr",
+    output:
+        metrics="results/eval/{env}/{model}/seed{seed}/metrics.parquet",
+        examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",
+    params:
+        evaluation=CFG.evaluation.model_dump(),
+        device=CFG.device,
+    log:
+        "results/logs/evaluate/{env}/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{env}/{model}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../../scripts/evaluate.py"
+
+
+rule aggregate:
+    input:
+        metrics=all_runs("results/eval/{env}/{model}/seed{seed}/metrics.parquet"),
+    output:
+        summary=report(
+            "results/eval/summary.csv",
+            caption="../report/summary.rst",
+            category="Evaluation",
+            labels={"table": "summary"},
+        ),
+    log:
+        "results/logs/aggregate.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    script:
+        "../../scripts/aggregate.py"

@@ -1,0 +1,46 @@
+rule mlflow_init:
+    output:
+        experiment="results/mlflow/experiment.json",
+    params:
+        mlflow=CFG.mlflow.model_dump(),
+    log:
+        "results/logs/mlflow_init.log",
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/mlflow_init.py"
+
+
+rule train:
+    input:
+        rollouts="results/rollouts/{env}/train.zarr",
+        experiment="results/mlflow/experiment.json",
+    output:
+        checkpoint="results/models/{env}/{model}/seed{seed}/checkpoint.pt",
+        config="results/models/{env}/{model}/seed{seed}/config.yaml",
+        train_log="results/models/{env}/{model}/seed{seed}/train_log.csv",
+        gif=report(
+            "results/models/{env}/{model}/seed{seed}/rollout.gif",
+            caption="../report/rollout_gif.rst",
+            category="Rollouts",
+            subcategory="{env}",
+            labels={"model": "{model}", "seed": "{seed}", "figure": "GIF"},
+        ),
+    params:
+        model=model_params,
+        mlflow=CFG.mlflow.model_dump(),
+        run_name=run_name,
+        device=CFG.device,
+        progress=CFG.progress,
+    log:
+        "results/logs/train/{env}/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{env}/{model}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/train.py"
