@@ -9,7 +9,8 @@ from __future__ import annotations
 import difflib
 
 import gymnasium as gym
-from gymnasium.wrappers import AddRenderObservation, ResizeObservation
+import numpy as np
+from PIL import Image
 
 PONG_ID = "forward_models/TwoPlayerPong-v0"
 PONG_FIXED_ID = "forward_models/TwoPlayerPongFixed-v0"
@@ -53,7 +54,22 @@ def make(env_id: str, size: int, kwargs: dict | None = None, max_episode_steps: 
     if env_id in BUILTIN:
         return gym.make(env_id, size=size, max_episode_steps=max_episode_steps, **kwargs)
     env = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs)
-    env = AddRenderObservation(env, render_only=True)
-    if env.observation_space.shape[:2] != (size, size):
-        env = ResizeObservation(env, (size, size))
-    return env
+    return RenderedFrames(env, size)
+
+
+class RenderedFrames(gym.ObservationWrapper):
+    """Observe the env's ``rgb_array`` rendering, area-resized (antialiased) to ``size`` x ``size``."""
+
+    def __init__(self, env: gym.Env, size: int):
+        super().__init__(env)
+        if env.render_mode != "rgb_array":
+            raise ValueError(f"{env.spec.id if env.spec else env} does not render rgb_array frames")
+        self.size = size
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
+
+    def observation(self, _obs) -> np.ndarray:
+        frame = np.asarray(self.env.render())[..., :3]
+        if frame.shape[:2] != (self.size, self.size):
+            img = Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8))
+            frame = np.asarray(img.resize((self.size, self.size), Image.Resampling.BOX))
+        return frame

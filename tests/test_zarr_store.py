@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+import zarr
+
+from forward_models.data.collect import collect, run_episode
+from forward_models.data.windows import WindowSampler, split_episodes
+from forward_models.data.zarr_store import RolloutWriter, StoreError, open_rollouts
+
+
+def fake_episode(rows, seed, shape=(8, 8, 3)):
+    rng = np.random.default_rng(seed)
+    return {
+        "obs": rng.integers(0, 256, (rows, *shape), dtype=np.uint8),
+        "action": rng.integers(0, 9, rows),
+        "reward": rng.random(rows).astype(np.float32),
+        "terminated": np.r_[np.zeros(rows - 1, bool), True],
+        "truncated": np.zeros(rows, bool),
+    }
+
+
+def test_round_trip_across_shard_boundaries(tmp_path):
+    episodes = [fake_episode(n, i) for i, n in enumerate([5, 17, 3, 40, 9])]
+    path = tmp_path / "s.zarr"
+    with RolloutWriter(path, (8, 8, 3), attrs={"env": "fake"}, chunk_len=4, shard_len=16) as w:
+        for ep in episodes:
+            w.add_episode(ep)
+    r = open_rollouts(path)
+    assert r.n_episodes == 5 and r.attrs["env"] == "fake"
+    np.testing.assert_array_equal(r.episode_ends, np.cumsum([5, 17, 3, 40, 9]))
+    for i, ep in enumerate(episodes):
+        got = r.episode(i)
+        for key, value in ep.items():
+            np.testing.assert_array_equal(got[key], value, err_msg=key)
+    assert not list(tmp_path.glob("*.partial-*"))
+
+
+def test_failed_writer_leaves_nothing_that_looks_whole(tmp_path):
+    path = tmp_path / "s.zarr"
+    with pytest.raises(RuntimeError), RolloutWriter(path, (8, 8, 3)) as w:
+        w.add_episode(fake_episode(5, 0))
+        raise RuntimeError("killed")
+    assert not path.exists() and not list(tmp_path.iterdir())
+
+
+def test_killed_writer_is_reported_on_open(tmp_path):
+    path = tmp_path / "s.zarr"
+    w = RolloutWriter(path, (8, 8, 3), chunk_len=4, shard_len=8)
+    w.add_episode(fake_episode(20, 0))  # a SIGKILL here: close() never runs
+    with pytest.raises(StoreError, match="unfinished .*a writer was killed"):
+        open_rollouts(path)
+
+
+def write(path, episodes=(5, 7)):
+    with RolloutWriter(path, (8, 8, 3)) as w:
+        for i, n in enumerate(episodes):
+            w.add_episode(fake_episode(n, i))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda g: g["meta"].create_array("episode_ends", data=np.array([5, 11]), overwrite=True),
+         "episode_ends ends at 11 but data/obs has 12"),
+        (lambda g: g["meta"].create_array("episode_ends", data=np.array([7, 5, 12]), overwrite=True),
+         "not strictly increasing"),
+        (lambda g: g["data"]["reward"].resize((10,)), "data/reward has 10 rows but data/obs has 12"),
+        (lambda g: g["data"].create_array("terminated", data=np.zeros(12, np.int8), overwrite=True),
+         "data/terminated has dtype int8"),
+    ],
+)
+def test_validator_names_the_damaged_array(tmp_path, damage, message):
+    path = tmp_path / "s.zarr"
+    write(path)
+    damage(zarr.open_group(str(path), mode="r+"))
+    with pytest.raises(StoreError, match=message):
+        open_rollouts(path)
+
+
+def test_missing_array_is_named(tmp_path):
+    path = tmp_path / "s.zarr"
+    write(path)
+    import shutil
+
+    shutil.rmtree(path / "data" / "action")
+    with pytest.raises(StoreError, match="missing array.*data/action"):
+        open_rollouts(path)
+
+
+def test_collection_is_identical_for_1_and_2_workers(tmp_path, pong_spec):
+    a = open_rollouts(collect(pong_spec, tmp_path / "a.zarr", 6, seed=7, workers=1, progress=False))
+    b = open_rollouts(collect(pong_spec, tmp_path / "b.zarr", 6, seed=7, workers=2, progress=False))
+    np.testing.assert_array_equal(a.episode_ends, b.episode_ends)
+    for key, value in a.load().items():
+        np.testing.assert_array_equal(value, b.load()[key], err_msg=key)
+
+
+def test_min_length_drops_short_episodes_deterministically(tmp_path, pong_spec):
+    r = open_rollouts(collect(pong_spec, tmp_path / "a.zarr", 5, seed=1, min_length=40, progress=False))
+    assert r.n_episodes == 5 and (r.lengths - 1 >= 40).all()
+
+
+def test_rows_align_frames_with_the_actions_that_caused_them(pong_spec):
+    """Row t + 1 is what action t produced: replaying the stored actions reproduces the frames."""
+    import gymnasium as gym
+
+    ep = run_episode(pong_spec, np.random.SeedSequence(5))
+    assert ep["terminated"][-1] or ep["truncated"][-1]
+    assert not ep["terminated"][:-1].any() and ep["reward"][0] == 0
+    env = gym.make(pong_spec.id, size=32)
+    seed = int(np.random.SeedSequence(5).spawn(2)[0].generate_state(1)[0])
+    obs, _ = env.reset(seed=seed)
+    np.testing.assert_array_equal(obs, ep["obs"][0])
+    for t, action in enumerate(ep["action"][:-1]):
+        obs, *_ = env.step(int(action))
+        np.testing.assert_array_equal(obs, ep["obs"][t + 1])
+    assert ep["action"][-1] == 0  # the last row has no action taken: a filler
+
+
+def test_window_sampler_masks_past_episode_end(tmp_path):
+    path = tmp_path / "s.zarr"
+    write(path, episodes=(4, 30))
+    r = open_rollouts(path)
+    s = WindowSampler(r, length=10, episodes=[0], seed=0)
+    batch = s.sample(3)
+    assert batch["obs"].shape == (3, 10, 3, 8, 8) and batch["obs"].max() <= 1.0
+    assert batch["mask"][:, :4].all() and not batch["mask"][:, 4:].any()
+    full = WindowSampler(r, length=10, episodes=[1], seed=0).sample(16)
+    assert full["mask"].all()  # windows of a long episode never overrun it
+
+
+def test_split_episodes_is_disjoint():
+    train, val = split_episodes(20, 0.2, seed=0)
+    assert len(val) == 4 and not set(train) & set(val) and len(train) + len(val) == 20
