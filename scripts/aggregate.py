@@ -3,7 +3,6 @@
 import sys
 
 import pandas as pd
-
 from forward_models.evaluation import summarize
 
 

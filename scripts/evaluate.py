@@ -7,14 +7,23 @@ import sys
 
 import numpy as np
 import torch
-
 from forward_models import models
 from forward_models.data.zarr_store import open_rollouts
 from forward_models.evaluation import evaluate
 from forward_models.training import pick_device
 
 
-def main(checkpoint, rollouts, horizon, episodes, labels, metrics_out, examples_out, threads=2, device="auto"):
+def main(
+    checkpoint,
+    rollouts,
+    horizon,
+    episodes,
+    labels,
+    metrics_out,
+    examples_out,
+    threads=2,
+    device="auto",
+):
     torch.set_num_threads(threads)
     model = models.load(checkpoint, map_location=pick_device(device))
     table, examples = evaluate(model, open_rollouts(rollouts), horizon, episodes, labels)
@@ -29,9 +38,15 @@ if "snakemake" in globals():
         sys.stdout = sys.stderr = log
         wc, ev = snakemake.wildcards, snakemake.params.evaluation
         main(
-            snakemake.input.checkpoint, snakemake.input.rollouts, ev["horizon"], ev["episodes"],
+            snakemake.input.checkpoint,
+            snakemake.input.rollouts,
+            ev["horizon"],
+            ev["episodes"],
             {"env": wc.env, "model": wc.model, "seed": int(wc.seed)},
-            snakemake.output.metrics, snakemake.output.examples, snakemake.threads, snakemake.params.device,
+            snakemake.output.metrics,
+            snakemake.output.examples,
+            snakemake.threads,
+            snakemake.params.device,
         )
 elif __name__ == "__main__":
     ckpt, store, metrics, examples = sys.argv[1:5]

@@ -3,7 +3,6 @@
 import sys
 
 import pandas as pd
-
 from forward_models.figures import error_vs_horizon
 
 

@@ -3,7 +3,6 @@
 import sys
 
 import numpy as np
-
 from forward_models.figures import rollout_strip
 
 

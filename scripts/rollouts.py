@@ -11,7 +11,14 @@ from forward_models.data.collect import EnvSpec, collect
 
 def main(env: dict, split: str, out: str, progress: bool = True) -> None:
     agent = env["agent"]
-    spec = EnvSpec(env["id"], env["size"], env["kwargs"], env["max_episode_steps"], agent["kind"], agent["kwargs"])
+    spec = EnvSpec(
+        env["id"],
+        env["size"],
+        env["kwargs"],
+        env["max_episode_steps"],
+        agent["kind"],
+        agent["kwargs"],
+    )
     s = env["splits"][split]
     collect(spec, out, s["episodes"], s["seed"], env["workers"], env["min_length"], progress)
 
@@ -19,7 +26,12 @@ def main(env: dict, split: str, out: str, progress: bool = True) -> None:
 if "snakemake" in globals():
     with open(snakemake.log[0], "w") as log:
         sys.stdout = sys.stderr = log
-        main(snakemake.params.env, snakemake.wildcards.split, snakemake.output.store, snakemake.params.progress)
+        main(
+            snakemake.params.env,
+            snakemake.wildcards.split,
+            snakemake.output.store,
+            snakemake.params.progress,
+        )
 elif __name__ == "__main__":
     from forward_models.cli import load_yaml_config
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-
 from forward_models import figures, models, tracking
 from forward_models.data.windows import WindowSampler, split_episodes
 from forward_models.data.zarr_store import open_rollouts
@@ -30,11 +29,22 @@ def main(rollouts, model_cfg, mlflow, run_name, seed, out, threads=2, device="au
     val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed=seed) if len(val_ids) else None
     torch.manual_seed(seed)
     model = models.build(cfg, data.frame_shape, data.n_actions)
-    resolved = {"model": cfg.model_dump(mode="json"), "seed": seed, "rollouts": str(rollouts), "env": data.attrs["env"]}
+    resolved = {
+        "model": cfg.model_dump(mode="json"),
+        "seed": seed,
+        "rollouts": str(rollouts),
+        "env": data.attrs["env"],
+    }
     run_id_file = out_dir / "mlflow_run_id"
-    run_id = run_id_file.read_text().strip() if run_id_file.exists() and (out_dir / PROGRESS).exists() else None
+    run_id = (
+        run_id_file.read_text().strip()
+        if run_id_file.exists() and (out_dir / PROGRESS).exists()
+        else None
+    )
     tags = {"git_commit": tracking.git_commit(), "config_hash": tracking.config_hash(resolved)}
-    with tracking.start_run(mlflow["tracking_uri"], mlflow["experiment"], run_name, run_id, tags) as run:
+    with tracking.start_run(
+        mlflow["tracking_uri"], mlflow["experiment"], run_name, run_id, tags
+    ) as run:
         run_id_file.write_text(run.info.run_id)
         import mlflow as mlf
 
@@ -42,8 +52,15 @@ def main(rollouts, model_cfg, mlflow, run_name, seed, out, threads=2, device="au
             mlf.log_params(tracking.flatten(resolved))
             mlf.log_param("parameters", sum(p.numel() for p in model.parameters()))
         log = train(
-            model, train_data, val_data, tcfg, out_dir, seed, device,
-            on_log=lambda step, m: mlf.log_metrics(m, step=step), progress=progress,
+            model,
+            train_data,
+            val_data,
+            tcfg,
+            out_dir,
+            seed,
+            device,
+            on_log=lambda step, m: mlf.log_metrics(m, step=step),
+            progress=progress,
         )
         models.save(model.cpu(), out["checkpoint"], step=tcfg.steps)
         Path(out["config"]).write_text(yaml.safe_dump(resolved, sort_keys=False))
@@ -62,8 +79,15 @@ if "snakemake" in globals():
         sys.stdout = sys.stderr = log
         p = snakemake.params
         main(
-            snakemake.input.rollouts, p.model, p.mlflow, p.run_name, int(snakemake.wildcards.seed),
-            dict(snakemake.output.items()), snakemake.threads, p.device, p.progress,
+            snakemake.input.rollouts,
+            p.model,
+            p.mlflow,
+            p.run_name,
+            int(snakemake.wildcards.seed),
+            dict(snakemake.output.items()),
+            snakemake.threads,
+            p.device,
+            p.progress,
         )
 elif __name__ == "__main__":
     from forward_models.cli import load_yaml_config
@@ -77,7 +101,21 @@ elif __name__ == "__main__":
     cfg = load_yaml_config(a.config)
     d = Path(f"results/models/{a.env}/{a.model}/seed{a.seed}")
     d.mkdir(parents=True, exist_ok=True)
-    out = {k: str(d / f) for k, f in [("checkpoint", "checkpoint.pt"), ("config", "config.yaml"),
-                                     ("train_log", "train_log.csv"), ("gif", "rollout.gif")]}
-    main(f"results/rollouts/{a.env}/train.zarr", cfg.models[a.model].model_dump(mode="json"),
-         cfg.mlflow.model_dump(), f"{a.env}/{a.model}/seed{a.seed}", a.seed, out, device=cfg.device)
+    out = {
+        k: str(d / f)
+        for k, f in [
+            ("checkpoint", "checkpoint.pt"),
+            ("config", "config.yaml"),
+            ("train_log", "train_log.csv"),
+            ("gif", "rollout.gif"),
+        ]
+    }
+    main(
+        f"results/rollouts/{a.env}/train.zarr",
+        cfg.models[a.model].model_dump(mode="json"),
+        cfg.mlflow.model_dump(),
+        f"{a.env}/{a.model}/seed{a.seed}",
+        a.seed,
+        out,
+        device=cfg.device,
+    )

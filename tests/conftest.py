@@ -12,4 +12,6 @@ from forward_models.data.collect import EnvSpec  # noqa: E402
 
 @pytest.fixture
 def pong_spec():
-    return EnvSpec("forward_models/TwoPlayerPong-v0", 32, {}, 80, "pong", {"stochasticity": [0.5, 1.0]})
+    return EnvSpec(
+        "forward_models/TwoPlayerPong-v0", 32, {}, 80, "pong", {"stochasticity": [0.5, 1.0]}
+    )

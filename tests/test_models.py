@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import torch
-
 from forward_models import models
 from forward_models.data.collect import run_episode
 from forward_models.models import REGISTRY
@@ -46,7 +45,9 @@ def test_stepping_agrees_with_rollout(arch):
     for t in range(10):
         frame, state = m.step(state, actions[:, t])
         frames.append(frame)
-    torch.testing.assert_close(torch.stack(frames, 1), m.rollout(ctx, actions), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        torch.stack(frames, 1), m.rollout(ctx, actions), atol=1e-5, rtol=1e-4
+    )
 
 
 @pytest.mark.parametrize("arch", LEARNED)
@@ -74,7 +75,11 @@ def test_prediction_i_depends_on_action_i_and_not_later(arch):
 
 def test_split_window_alignment():
     obs = torch.arange(6.0).view(1, 6, 1, 1, 1).expand(1, 6, *FRAME)
-    batch = {"obs": obs, "action": torch.arange(6).view(1, 6) + 10, "mask": torch.ones(1, 6, dtype=torch.bool)}
+    batch = {
+        "obs": obs,
+        "action": torch.arange(6).view(1, 6) + 10,
+        "mask": torch.ones(1, 6, dtype=torch.bool),
+    }
     ctx, act, target, mask = split_window(batch, precondition=2)
     assert ctx[0, :, 0, 0, 0].tolist() == [0, 1]
     assert act[0].tolist() == [11, 12, 13, 14]  # a[P-1 .. L-2]
@@ -90,7 +95,12 @@ def test_learns_frames_that_only_the_previous_action_explains(arch):
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     for _ in range(150):
         actions = torch.randint(0, 9, (16, 8))
-        obs = (actions.float() / 8).roll(1, dims=1)[..., None, None, None].expand(16, 8, *FRAME).clone()
+        obs = (
+            (actions.float() / 8)
+            .roll(1, dims=1)[..., None, None, None]
+            .expand(16, 8, *FRAME)
+            .clone()
+        )
         batch = {"obs": obs, "action": actions, "mask": torch.ones(16, 8, dtype=torch.bool)}
         loss, _ = m.loss(batch)
         opt.zero_grad()
@@ -103,8 +113,11 @@ def test_learns_frames_that_only_the_previous_action_explains(arch):
 def test_overfits_one_batch_of_pong(arch, pong_spec):
     ep = run_episode(pong_spec, np.random.SeedSequence(0))
     obs = torch.from_numpy(ep["obs"][:8]).permute(0, 3, 1, 2).float() / 255
-    batch = {"obs": obs[None], "action": torch.from_numpy(ep["action"][:8])[None],
-             "mask": torch.ones(1, 8, dtype=torch.bool)}
+    batch = {
+        "obs": obs[None],
+        "action": torch.from_numpy(ep["action"][:8])[None],
+        "mask": torch.ones(1, 8, dtype=torch.bool),
+    }
     torch.manual_seed(0)
     cfg = {"arch": arch, "precondition": 2}
     if arch == "rnn_deconv":

@@ -1,11 +1,10 @@
 import gymnasium as gym
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
-
 from forward_models.agents import PongAgent, make_agent
 from forward_models.envs import PONG_FIXED_ID, PONG_ID, UnknownEnvError, check_env_id, make
 from forward_models.envs.pong import NOOP, decode_action, encode_action
+from gymnasium.utils.env_checker import check_env
 
 
 @pytest.mark.parametrize("env_id", [PONG_ID, PONG_FIXED_ID])
@@ -102,7 +101,7 @@ def episode_lengths(stochasticity, n=30):
     for i in range(n):
         agent.reset(np.random.default_rng(i))
         obs, info = env.reset(seed=i)
-        for t in range(300):
+        for t in range(300):  # noqa: B007  (t is the length once the loop ends)
             obs, _, term, trunc, info = env.step(agent.act(obs, info))
             if term or trunc:
                 break

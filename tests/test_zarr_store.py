@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import zarr
-
 from forward_models.data.collect import collect, run_episode
 from forward_models.data.windows import WindowSampler, split_episodes
 from forward_models.data.zarr_store import RolloutWriter, StoreError, open_rollouts
@@ -59,13 +58,28 @@ def write(path, episodes=(5, 7)):
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda g: g["meta"].create_array("episode_ends", data=np.array([5, 11]), overwrite=True),
-         "episode_ends ends at 11 but data/obs has 12"),
-        (lambda g: g["meta"].create_array("episode_ends", data=np.array([7, 5, 12]), overwrite=True),
-         "not strictly increasing"),
-        (lambda g: g["data"]["reward"].resize((10,)), "data/reward has 10 rows but data/obs has 12"),
-        (lambda g: g["data"].create_array("terminated", data=np.zeros(12, np.int8), overwrite=True),
-         "data/terminated has dtype int8"),
+        (
+            lambda g: g["meta"].create_array(
+                "episode_ends", data=np.array([5, 11]), overwrite=True
+            ),
+            "episode_ends ends at 11 but data/obs has 12",
+        ),
+        (
+            lambda g: g["meta"].create_array(
+                "episode_ends", data=np.array([7, 5, 12]), overwrite=True
+            ),
+            "not strictly increasing",
+        ),
+        (
+            lambda g: g["data"]["reward"].resize((10,)),
+            "data/reward has 10 rows but data/obs has 12",
+        ),
+        (
+            lambda g: g["data"].create_array(
+                "terminated", data=np.zeros(12, np.int8), overwrite=True
+            ),
+            "data/terminated has dtype int8",
+        ),
     ],
 )
 def test_validator_names_the_damaged_array(tmp_path, damage, message):
@@ -95,7 +109,9 @@ def test_collection_is_identical_for_1_and_2_workers(tmp_path, pong_spec):
 
 
 def test_min_length_drops_short_episodes_deterministically(tmp_path, pong_spec):
-    r = open_rollouts(collect(pong_spec, tmp_path / "a.zarr", 5, seed=1, min_length=40, progress=False))
+    r = open_rollouts(
+        collect(pong_spec, tmp_path / "a.zarr", 5, seed=1, min_length=40, progress=False)
+    )
     assert r.n_episodes == 5 and (r.lengths - 1 >= 40).all()
 
 

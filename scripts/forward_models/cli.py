@@ -32,6 +32,61 @@ def cmd_schema(args) -> None:
     print(json.dumps(fm_config.json_schema(), indent=2))
 
 
+def config_docs() -> str:
+    """Markdown reference of every config key, generated from the schema."""
+    schema = fm_config.json_schema()
+    defs = schema["$defs"]
+    lines = [
+        "# Config reference",
+        "",
+        "Generated from the typed config (`forward-models docs > config/README.md`; a test keeps",
+        "it in sync). `config.yaml` is the default experiment, `test.yaml` a tiny overlay for tests,",
+        "`plot.mplstyle` the style every figure rule takes as an input.",
+    ]
+
+    def section(title: str, node: dict) -> None:
+        lines.extend(
+            ["", f"## {title}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        )
+        for key, prop in node.get("properties", {}).items():
+            items = prop.get("additionalProperties")
+            ref = prop.get("$ref") or (items.get("$ref") if isinstance(items, dict) else None)
+            kind = _type(prop) if not ref else ref.split("/")[-1]
+            if ref and not prop.get("$ref"):
+                kind = f"map of {kind}"
+            default = json.dumps(prop["default"]) if "default" in prop else "required"
+            if ref and "default" in prop:
+                default = f"see {ref.split('/')[-1]}"
+            doc = " ".join(prop.get("description", "").split())
+            lines.append(
+                f"| `{key}` | {kind} | {default if default.startswith('see') else f'`{default}`'} | {doc} |"
+            )
+
+    section("Top level", schema)
+    for name, node in defs.items():
+        section(name, node)
+    return "\n".join(lines) + "\n"
+
+
+def _type(prop: dict) -> str:
+    if "anyOf" in prop:
+        return " or ".join(_type(p) for p in prop["anyOf"])
+    if "enum" in prop:
+        return " / ".join(map(str, prop["enum"]))
+    if "const" in prop:
+        return f"`{prop['const']}`"
+    if (
+        isinstance(prop.get("additionalProperties"), dict)
+        and "oneOf" in prop["additionalProperties"]
+    ):
+        return "map of model configs (by `arch`)"
+    return prop.get("type", "any")
+
+
+def cmd_docs(args) -> None:
+    print(config_docs(), end="")
+
+
 def cmd_inspect(args) -> None:
     import numpy as np
 
@@ -50,13 +105,18 @@ def cmd_inspect(args) -> None:
         print(f"actions    {hist.tolist()}")
     size = sum(f.stat().st_size for f in Path(args.store).rglob("*") if f.is_file())
     raw = r.array("obs").nbytes
-    print(f"disk       {size / 2**20:.1f} MiB  (obs raw {raw / 2**20:.1f} MiB, ratio {raw / max(size, 1):.1f}x)")
+    print(
+        f"disk       {size / 2**20:.1f} MiB  (obs raw {raw / 2**20:.1f} MiB, ratio {raw / max(size, 1):.1f}x)"
+    )
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="forward-models", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("schema", help="print the config JSON schema").set_defaults(fn=cmd_schema)
+    sub.add_parser("docs", help="print the config reference (config/README.md)").set_defaults(
+        fn=cmd_docs
+    )
     p = sub.add_parser("inspect", help="summarise a rollout store")
     p.add_argument("store")
     p.set_defaults(fn=cmd_inspect)

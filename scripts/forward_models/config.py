@@ -63,7 +63,9 @@ class EnvConfig(Strict):
         if set(self.splits) != {"train", "test"}:
             raise ValueError(f"splits must be exactly train and test, got {sorted(self.splits)}")
         if self.splits["train"].seed == self.splits["test"].seed:
-            raise ValueError(f"train and test splits share seed {self.splits['test'].seed}; use different seeds")
+            raise ValueError(
+                f"train and test splits share seed {self.splits['test'].seed}; use different seeds"
+            )
         return self
 
 
@@ -103,7 +105,9 @@ class ExperimentBase(Strict):
     def _names(cls, v: dict) -> dict:
         for name in v:
             if not name.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(f"name {name!r} must be letters, digits, '_' or '-' (it becomes a path)")
+                raise ValueError(
+                    f"name {name!r} must be letters, digits, '_' or '-' (it becomes a path)"
+                )
         return v
 
 
@@ -117,7 +121,10 @@ def experiment_model() -> type[ExperimentBase]:
     return create_model(
         "Experiment",
         __base__=ExperimentBase,
-        models=(dict[str, union], Field(min_length=1, description=ExperimentBase.model_fields["models"].description)),
+        models=(
+            dict[str, union],
+            Field(min_length=1, description=ExperimentBase.model_fields["models"].description),
+        ),
     )
 
 
@@ -128,7 +135,10 @@ def load(config: dict) -> ExperimentBase:
 
 def json_schema() -> dict:
     """The JSON schema of the experiment config (draft 2020-12, which Snakemake's validate reads)."""
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **experiment_model().model_json_schema()}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **experiment_model().model_json_schema(),
+    }
 
 
 def main() -> None:

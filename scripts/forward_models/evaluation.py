@@ -36,7 +36,9 @@ def eval_windows(rollouts: Rollouts, precondition: int, horizon: int, episodes: 
 
 
 @torch.no_grad()
-def predict(model: ForwardModel, batch: dict, precondition: int, batch_size: int = 64) -> torch.Tensor:
+def predict(
+    model: ForwardModel, batch: dict, precondition: int, batch_size: int = 64
+) -> torch.Tensor:
     model.eval()
     context, actions, _, _ = split_window(batch, precondition)
     out = [
@@ -77,11 +79,16 @@ def evaluate(model: ForwardModel, rollouts: Rollouts, horizon: int, episodes: in
     p = model.cfg.precondition
     batch = eval_windows(rollouts, p, horizon, episodes)
     truth = batch["obs"][:, p:]
-    baseline = models.build({"arch": "copy_last", "precondition": p}, model.frame_shape, model.n_actions)
+    baseline = models.build(
+        {"arch": "copy_last", "precondition": p}, model.frame_shape, model.n_actions
+    )
     preds = {"model": predict(model, batch, p), "copy_last": predict(baseline, batch, p)}
     ids = batch["episode"].numpy()
     table = pd.concat(
-        [tidy(step_errors(pred, truth), ids, **labels, predictor=name) for name, pred in preds.items()],
+        [
+            tidy(step_errors(pred, truth), ids, **labels, predictor=name)
+            for name, pred in preds.items()
+        ],
         ignore_index=True,
     )
     examples = {

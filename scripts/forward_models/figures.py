@@ -16,7 +16,9 @@ import seaborn as sns  # noqa: E402
 LABELS = {"mse": "MSE per pixel ([0, 1] intensities)", "psnr": "PSNR (dB)"}
 
 
-def error_vs_horizon(summary: pd.DataFrame, out: str | Path, metric: str = "mse", style=None) -> None:
+def error_vs_horizon(
+    summary: pd.DataFrame, out: str | Path, metric: str = "mse", style=None
+) -> None:
     """One panel per env; one line per model (and the copy-last baseline); band = range over seeds."""
     df = summary[summary["metric"] == metric].copy()
     base = df[df["predictor"] == "copy_last"].copy()
@@ -25,8 +27,18 @@ def error_vs_horizon(summary: pd.DataFrame, out: str | Path, metric: str = "mse"
     df = pd.concat([df[df["predictor"] == "model"], base], ignore_index=True)
     with plt.style.context(style or "default"):
         g = sns.relplot(
-            data=df, x="horizon", y="mean", hue="model", style="model", col="env", kind="line",
-            errorbar=("pi", 100), markers=True, dashes=False, height=3.6, aspect=1.3,
+            data=df,
+            x="horizon",
+            y="mean",
+            hue="model",
+            style="model",
+            col="env",
+            kind="line",
+            errorbar=("pi", 100),
+            markers=True,
+            dashes=False,
+            height=3.6,
+            aspect=1.3,
             facet_kws={"sharey": False},
         )
         g.set_axis_labels("open-loop horizon (steps after the precondition)", LABELS[metric])
@@ -38,13 +50,18 @@ def error_vs_horizon(summary: pd.DataFrame, out: str | Path, metric: str = "mse"
         plt.close(g.figure)
 
 
-def rollout_strip(examples: dict, out: str | Path, n_frames: int = 12, episode: int = 0, style=None) -> None:
+def rollout_strip(
+    examples: dict, out: str | Path, n_frames: int = 12, episode: int = 0, style=None
+) -> None:
     """Rows: truth, prediction, |difference|; the precondition frames lead the truth row."""
     ctx, truth, pred = (examples[k][episode] for k in ("context", "truth", "prediction"))
     p, n = len(ctx), min(n_frames, len(truth))
     diff = np.abs(truth[:n].astype(np.int16) - pred[:n].astype(np.int16)).astype(np.uint8)
-    rows = [("truth", list(ctx) + list(truth[:n])), ("prediction", [None] * p + list(pred[:n])),
-            ("|difference|", [None] * p + list(diff))]
+    rows = [
+        ("truth", list(ctx) + list(truth[:n])),
+        ("prediction", [None] * p + list(pred[:n])),
+        ("|difference|", [None] * p + list(diff)),
+    ]
     with plt.style.context(style or "default"):
         fig, axes = plt.subplots(3, p + n, figsize=(0.9 * (p + n), 3.2), squeeze=False)
         for r, (label, frames) in enumerate(rows):
@@ -63,8 +80,10 @@ def rollout_strip(examples: dict, out: str | Path, n_frames: int = 12, episode: 
                         spine.set_edgecolor("tab:orange")
                         spine.set_linewidth(2)
             axes[r, 0].set_ylabel(label, fontsize=8)
-        fig.suptitle(f"episode {int(examples['episode'][episode])}: precondition (orange) then open loop",
-                     fontsize=9)
+        fig.suptitle(
+            f"episode {int(examples['episode'][episode])}: precondition (orange) then open loop",
+            fontsize=9,
+        )
         fig.tight_layout()
         fig.savefig(out)
         plt.close(fig)

@@ -31,7 +31,9 @@ def start_run(uri: str, experiment: str, run_name: str, run_id: str | None = Non
             f"MLflow experiment {experiment!r} does not exist in {uri}; the workflow's mlflow_init "
             f"rule creates it once before training jobs start"
         )
-    return mlflow.start_run(run_id=run_id, experiment_id=exp.experiment_id, run_name=run_name, tags=tags)
+    return mlflow.start_run(
+        run_id=run_id, experiment_id=exp.experiment_id, run_name=run_name, tags=tags
+    )
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -53,7 +55,12 @@ def config_hash(cfg: dict) -> str:
 def git_commit(path: str | Path = ".") -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=path, capture_output=True, text=True, check=True, timeout=10
+            ["git", "rev-parse", "HEAD"],
+            cwd=path,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
         )
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):

@@ -86,7 +86,9 @@ def train(
         step, rows = _resume(ckpt_path, model, opt, sched, train_data, dev)
 
     def log(split: str, logs: dict[str, float]):
-        rows.extend({"step": step, "split": split, "metric": k, "value": v} for k, v in logs.items())
+        rows.extend(
+            {"step": step, "split": split, "metric": k, "value": v} for k, v in logs.items()
+        )
         if on_log:
             on_log(step, {f"{split}/{k}": v for k, v in logs.items()})
 
@@ -113,7 +115,15 @@ def train(
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             fps = frames / (time.perf_counter() - t0)
-            log("train", {**logs, "grad_norm": float(grad_norm), "lr": sched.get_last_lr()[0], "frames_per_s": fps})
+            log(
+                "train",
+                {
+                    **logs,
+                    "grad_norm": float(grad_norm),
+                    "lr": sched.get_last_lr()[0],
+                    "frames_per_s": fps,
+                },
+            )
             bar.set_postfix(loss=f"{logs['loss']:.4f}", fps=f"{fps:.0f}")
         if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
             log("val", {"loss": validation_loss(model, val_batches, dev)})
@@ -136,7 +146,9 @@ def _fixed_batches(data: WindowSampler, cfg: TrainConfig) -> list[dict]:
         data.rng = keep
 
 
-def _save_progress(path: Path, model, opt, sched, data: WindowSampler, step: int, rows: list) -> None:
+def _save_progress(
+    path: Path, model, opt, sched, data: WindowSampler, step: int, rows: list
+) -> None:
     tmp = path.with_suffix(".tmp")
     models.save(
         model,

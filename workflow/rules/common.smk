@@ -14,7 +14,9 @@ from forward_models import config as fm_config  # noqa: E402
 try:
     CFG = fm_config.load(config)
 except ValidationError as exc:
-    raise WorkflowError(f"invalid config (config/README.md documents every key):\n{exc}") from None
+    raise WorkflowError(
+        f"invalid config (config/README.md documents every key):\n{exc}"
+    ) from None
 validate(config, schema="../schemas/config.schema.json", set_default=False)
 
 STYLE = "config/plot.mplstyle"

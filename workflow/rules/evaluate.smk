@@ -5,19 +5,19 @@ rule evaluate:
     output:
         metrics="results/eval/{env}/{model}/seed{seed}/metrics.parquet",
         examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",
-    params:
-        evaluation=CFG.evaluation.model_dump(),
-        device=CFG.device,
     log:
         "results/logs/evaluate/{env}/{model}/seed{seed}.log",
     benchmark:
         "results/benchmarks/evaluate/{env}/{model}/seed{seed}.tsv"
+    conda:
+        "../../envs/evaluate.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/evaluate.yaml"
+    params:
+        evaluation=CFG.evaluation.model_dump(),
+        device=CFG.device,
     script:
         "../../scripts/evaluate.py"
 

@@ -1,12 +1,12 @@
 rule mlflow_init:
     output:
         experiment="results/mlflow/experiment.json",
-    params:
-        mlflow=CFG.mlflow.model_dump(),
     log:
         "results/logs/mlflow_init.log",
     conda:
         "../../envs/train.yaml"
+    params:
+        mlflow=CFG.mlflow.model_dump(),
     script:
         "../../scripts/mlflow_init.py"
 
@@ -26,21 +26,21 @@ rule train:
             subcategory="{env}",
             labels={"model": "{model}", "seed": "{seed}", "figure": "GIF"},
         ),
+    log:
+        "results/logs/train/{env}/{model}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{env}/{model}/seed{seed}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=120,
     params:
         model=model_params,
         mlflow=CFG.mlflow.model_dump(),
         run_name=run_name,
         device=CFG.device,
         progress=CFG.progress,
-    log:
-        "results/logs/train/{env}/{model}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/train/{env}/{model}/seed{seed}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=120,
-    conda:
-        "../../envs/train.yaml"
     script:
         "../../scripts/train.py"

@@ -55,7 +55,13 @@ def run_episode(spec: EnvSpec, seed: np.random.SeedSequence) -> dict[str, np.nda
     env_seed, agent_seed = seed.spawn(2)
     agent.reset(np.random.default_rng(agent_seed))
     obs, info = env.reset(seed=int(env_seed.generate_state(1)[0]))
-    rows = {"obs": [obs], "action": [], "reward": [0.0], "terminated": [False], "truncated": [False]}
+    rows = {
+        "obs": [obs],
+        "action": [],
+        "reward": [0.0],
+        "terminated": [False],
+        "truncated": [False],
+    }
     while True:
         action = agent.act(obs, info)
         obs, reward, terminated, truncated, info = env.step(action)

@@ -188,14 +188,20 @@ def open_rollouts(path: str | os.PathLike) -> Rollouts:
     data = group["data"]
     obs = data["obs"]
     if obs.dtype != np.uint8 or obs.ndim != 4:
-        raise StoreError(f"{path}: data/obs must be uint8 (N, H, W, C), got {obs.dtype} {obs.shape}")
+        raise StoreError(
+            f"{path}: data/obs must be uint8 (N, H, W, C), got {obs.dtype} {obs.shape}"
+        )
     n = obs.shape[0]
     for key in KEYS[1:]:
         if data[key].shape[0] != n:
-            raise StoreError(f"{path}: data/{key} has {data[key].shape[0]} rows but data/obs has {n}")
+            raise StoreError(
+                f"{path}: data/{key} has {data[key].shape[0]} rows but data/obs has {n}"
+            )
     for key, dtype in DTYPES.items():
         if data[key].dtype != dtype:
-            raise StoreError(f"{path}: data/{key} has dtype {data[key].dtype}, expected {np.dtype(dtype)}")
+            raise StoreError(
+                f"{path}: data/{key} has dtype {data[key].dtype}, expected {np.dtype(dtype)}"
+            )
     if ends.ndim != 1 or len(ends) == 0:
         raise StoreError(f"{path}: meta/episode_ends is empty or not 1-D")
     if np.any(np.diff(ends) <= 0) or ends[0] <= 0:

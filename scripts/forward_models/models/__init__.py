@@ -10,7 +10,9 @@ from forward_models.models import baselines, rnn_deconv  # noqa: F401  (registra
 from forward_models.models.base import REGISTRY, ForwardModel, ModelConfig
 
 
-def build(cfg: dict | ModelConfig, frame_shape, n_actions: int, action_dim: int = 0) -> ForwardModel:
+def build(
+    cfg: dict | ModelConfig, frame_shape, n_actions: int, action_dim: int = 0
+) -> ForwardModel:
     """Build a model from its config (a dict is validated against its family's config)."""
     if isinstance(cfg, dict):
         cfg = parse_config(cfg)

@@ -112,7 +112,9 @@ def split_window(batch: dict[str, torch.Tensor], precondition: int):
 def masked_loss(pred, target, mask, kind: str = "bce") -> torch.Tensor:
     """Per-pixel loss averaged over the steps where ``mask`` (B, T) is true."""
     if kind == "bce":
-        per_px = F.binary_cross_entropy(pred.float().clamp(1e-6, 1 - 1e-6), target, reduction="none")
+        per_px = F.binary_cross_entropy(
+            pred.float().clamp(1e-6, 1 - 1e-6), target, reduction="none"
+        )
     else:
         per_px = (pred.float() - target) ** 2
     per_step = per_px.flatten(2).mean(-1)

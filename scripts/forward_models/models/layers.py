@@ -37,7 +37,10 @@ class DeconvRenderer(nn.Module):
         self.net = nn.Sequential(
             nn.BatchNorm2d(ch[0]),
             nn.LeakyReLU(ACT),
-            *(deconv_block(i, o, last=j == n - 1) for j, (i, o) in enumerate(zip(ch, outs, strict=True))),
+            *(
+                deconv_block(i, o, last=j == n - 1)
+                for j, (i, o) in enumerate(zip(ch, outs, strict=True))
+            ),
         )
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
@@ -94,7 +97,15 @@ class DilatedGRU(nn.Module):
 class RecurrentCore(nn.Module):
     """Action embedding -> GRU whose initial state is given -> optional dilated GRU layers."""
 
-    def __init__(self, n_actions: int, embed: int, hidden: int, dilated_layers: int, skip: int, action_dim: int = 0):
+    def __init__(
+        self,
+        n_actions: int,
+        embed: int,
+        hidden: int,
+        dilated_layers: int,
+        skip: int,
+        action_dim: int = 0,
+    ):
         super().__init__()
         from forward_models.models.base import ActionEncoder
 

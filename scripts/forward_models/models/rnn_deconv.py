@@ -40,7 +40,9 @@ class RNNDeconv(ForwardModel):
         super().__init__(cfg, frame_shape, n_actions)
         c, h, w = frame_shape
         self.encoder = ConvEncoder(c * cfg.precondition, (h, w), cfg.hidden, cfg.encoder_width)
-        self.core = RecurrentCore(n_actions, cfg.embed, cfg.hidden, cfg.dilated_layers, cfg.skip, action_dim)
+        self.core = RecurrentCore(
+            n_actions, cfg.embed, cfg.hidden, cfg.dilated_layers, cfg.skip, action_dim
+        )
         self.renderer = DeconvRenderer(cfg.hidden, frame_shape, cfg.decoder_channels)
 
     def _encode(self, context: torch.Tensor) -> torch.Tensor:

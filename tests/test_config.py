@@ -1,0 +1,80 @@
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from forward_models import config
+from pydantic import ValidationError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def default():
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_schema_file_is_generated_from_the_typed_config():
+    on_disk = json.loads((ROOT / "workflow" / "schemas" / "config.schema.json").read_text())
+    assert on_disk == config.json_schema(), (
+        "regenerate: forward-models schema > workflow/schemas/config.schema.json"
+    )
+
+
+def test_default_and_test_configs_validate(default):
+    cfg = config.load(default)
+    assert "pong" in cfg.envs and "rnn_deconv" in cfg.models
+    overlay = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
+    from forward_models.cli import _merge
+
+    merged = copy.deepcopy(default)
+    _merge(merged, overlay)
+    tiny = config.load(merged)
+    assert tiny.models["rnn_deconv"].train.steps < cfg.models["rnn_deconv"].train.steps
+
+
+def test_every_field_is_documented():
+    def walk(schema, path="$"):
+        for name, prop in schema.get("properties", {}).items():
+            if "$ref" not in prop and name != "arch":
+                assert prop.get("description"), f"{path}.{name} has no docstring"
+        for name, sub in schema.get("$defs", {}).items():
+            walk(sub, name)
+
+    walk(config.json_schema())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (
+            lambda d: d["models"]["rnn_deconv"].update(hiden=3),
+            r"models\.rnn_deconv\..*hiden\s+Extra inputs",
+        ),
+        (lambda d: d.update(sedes=[1]), r"sedes\s+Extra inputs"),
+        (
+            lambda d: d["envs"]["pong"].update(id="forward_models/TwoPlayerPong-v9"),
+            r"unknown Gymnasium env id 'forward_models/TwoPlayerPong-v9'; did you mean",
+        ),
+        (
+            lambda d: d["models"]["rnn_deconv"].update(arch="rnn_deconf"),
+            r"'rnn_deconf'.*expected tags",
+        ),
+        (lambda d: d["envs"]["pong"]["splits"]["test"].update(seed=0), r"share seed 0"),
+        (lambda d: d["envs"]["pong"].update(size=0), r"envs\.pong\.size"),
+    ],
+)
+def test_bad_config_names_the_key(default, mutate, message):
+    bad = copy.deepcopy(default)
+    mutate(bad)
+    with pytest.raises(ValidationError, match=message):
+        config.load(bad)
+
+
+def test_config_reference_is_generated_from_the_typed_config():
+    from forward_models.cli import config_docs
+
+    assert (ROOT / "config" / "README.md").read_text() == config_docs(), (
+        "regenerate: forward-models docs > config/README.md"
+    )

@@ -1,0 +1,93 @@
+import numpy as np
+import pytest
+import torch
+from forward_models import models
+from forward_models.data.collect import collect
+from forward_models.data.windows import WindowSampler
+from forward_models.data.zarr_store import open_rollouts
+from forward_models.models.base import TrainConfig
+from forward_models.training import PROGRESS, NonFiniteLossError, train
+
+CFG = {
+    "arch": "rnn_deconv",
+    "precondition": 2,
+    "hidden": 16,
+    "embed": 8,
+    "encoder_width": 8,
+    "decoder_channels": [16, 8, 8, 8],
+}
+TRAIN = TrainConfig(
+    steps=20, batch_size=4, seq_len=8, log_every=5, val_every=10, checkpoint_every=10
+)
+
+
+@pytest.fixture(scope="module")
+def store(
+    tmp_path_factory,
+):
+    from forward_models.data.collect import EnvSpec
+
+    spec = EnvSpec("forward_models/TwoPlayerPong-v0", 32, {}, 40, "pong", {"stochasticity": 0.5})
+    return open_rollouts(
+        collect(spec, tmp_path_factory.mktemp("d") / "s.zarr", 6, seed=0, progress=False)
+    )
+
+
+def run(store, out, on_log=None):
+    torch.manual_seed(0)
+    model = models.build(CFG, store.frame_shape, store.n_actions)
+    log = train(
+        model,
+        WindowSampler(store, 8, seed=0),
+        WindowSampler(store, 8, seed=1),
+        TRAIN,
+        out,
+        seed=0,
+        device="cpu",
+        on_log=on_log,
+        progress=False,
+    )
+    return model, log
+
+
+def test_log_has_train_and_validation_losses(store, tmp_path):
+    _, log = run(store, tmp_path)
+    assert set(log["split"]) == {"train", "val"}
+    losses = log[(log.split == "train") & (log.metric == "loss")]
+    assert losses["step"].tolist() == [5, 10, 15, 20] and np.isfinite(losses["value"]).all()
+
+
+def test_killed_job_resumes_to_identical_weights(store, tmp_path):
+    straight, _ = run(store, tmp_path / "a")
+
+    def kill(step, _):
+        if step == 15:
+            raise KeyboardInterrupt  # the job dies between checkpoints (step 10 and 20)
+
+    with pytest.raises(KeyboardInterrupt):
+        run(store, tmp_path / "b", on_log=kill)
+    assert (tmp_path / "b" / PROGRESS).exists()
+    resumed, log = run(store, tmp_path / "b")
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name, rtol=0, atol=0)
+    assert log[log.metric == "loss"]["step"].min() == 5  # the log before the kill survives
+
+
+def test_non_finite_loss_stops_with_a_clear_error(store, tmp_path, monkeypatch):
+    model = models.build(CFG, store.frame_shape, store.n_actions)
+    real = model.loss
+    calls = {"n": 0}
+
+    def poisoned(batch):
+        calls["n"] += 1
+        loss, logs = real(batch)
+        return (loss * float("nan"), logs) if calls["n"] > 12 else (loss, logs)
+
+    monkeypatch.setattr(model, "loss", poisoned)
+    with pytest.raises(
+        NonFiniteLossError, match=r"loss became nan at step 13.*checkpoint \(step 10\)"
+    ):
+        train(model, WindowSampler(store, 8), None, TRAIN, tmp_path, device="cpu", progress=False)
+    assert torch.load(tmp_path / PROGRESS, weights_only=True)["step"] == 10  # last good one kept

@@ -1,0 +1,145 @@
+"""End-to-end: the real Snakemake workflow on the tiny overlay, in a scratch copy of the repo."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def snakemake(cwd, *args, check=True):
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--configfile",
+        "config/test.yaml",
+        *args,
+    ]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def scratch_repo(tmp_path):
+    for part in ("workflow", "scripts", "config", "envs"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    repo = scratch_repo(tmp_path_factory.mktemp("repo"))
+    snakemake(repo)
+    return repo
+
+
+def test_every_output_exists_and_is_sane(run):
+    res = run / "results"
+    from forward_models.data.zarr_store import open_rollouts
+
+    train, test = (open_rollouts(res / f"rollouts/pong/{s}.zarr") for s in ("train", "test"))
+    assert train.n_episodes == 12 and test.n_episodes == 6
+    assert (
+        train.attrs["env"]["id"] == "forward_models/TwoPlayerPong-v0" and train.attrs["seed"] == 0
+    )
+    assert train.attrs["versions"]["zarr"].startswith("3.")
+    assert not np.array_equal(train.array("obs")[:10], test.array("obs")[:10])  # disjoint seeds
+
+    run_dir = res / "models/pong/rnn_deconv/seed0"
+    for f in ("checkpoint.pt", "config.yaml", "train_log.csv", "rollout.gif"):
+        assert (run_dir / f).stat().st_size > 0, f
+    assert not (run_dir / "progress.pt").exists()
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["train"]["steps"] == 20
+    log = pd.read_csv(run_dir / "train_log.csv")
+    assert log["step"].max() == 20 and np.isfinite(log["value"]).all()
+
+    metrics = pd.read_parquet(res / "eval/pong/rnn_deconv/seed0/metrics.parquet")
+    assert set(metrics["predictor"]) == {"model", "copy_last"}
+    assert set(metrics["metric"]) == {"mse", "psnr"} and metrics["horizon"].max() == 8
+    summary = pd.read_csv(res / "eval/summary.csv")
+    assert len(summary) == 2 * 8 * 2  # predictor x horizon x metric
+    mse = summary[summary.metric == "mse"]
+    assert mse["mean"].between(0, 1).all() and (mse["episodes"] == 4).all()
+
+    for fig in ("figures/error_vs_horizon.png", "figures/pong/rnn_deconv/seed0/rollout_strip.png"):
+        assert (res / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+
+
+def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("forward-models")
+    runs = client.search_runs([exp.experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_name == "pong/rnn_deconv/seed0"
+    r = runs[0]
+    assert r.data.params["model.arch"] == "rnn_deconv" and len(r.data.tags["git_commit"]) > 0
+    assert len(client.get_metric_history(r.info.run_id, "train/loss")) == 4
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"checkpoint.pt", "rollout.gif", "train_log.csv", "config.yaml"} <= artifacts
+
+
+def test_second_run_has_nothing_to_do(run):
+    out = snakemake(run, "-n").stdout
+    assert "Nothing to be done" in out, out[-2000:]
+
+
+def test_changing_one_model_reruns_only_its_jobs(run, tmp_path):
+    overlay = tmp_path / "change.yaml"
+    overlay.write_text(yaml.safe_dump({"models": {"rnn_deconv": {"hidden": 12}}}))
+    out = snakemake(run, "-n", "--configfile", "config/test.yaml", str(overlay)).stdout
+    assert planned_rules(out) == {
+        "train",
+        "evaluate",
+        "aggregate",
+        "figure_error_vs_horizon",
+        "figure_rollout_strip",
+        "all",
+    }
+
+
+def planned_rules(dry_run: str) -> set[str]:
+    """Rule names in the 'Job stats' table of a dry run."""
+    table = dry_run.split("Job stats:")[1].split("\n\n")[0].splitlines()
+    return {line.split()[0] for line in table[3:] if line.split() and line.split()[0] != "total"}
+
+
+def test_lint_is_clean():
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "overlay, message",
+    [
+        ({"models": {"rnn_deconv": {"hiden": 3}}}, "hiden"),
+        ({"envs": {"pong": {"id": "forward_models/TwoPlayerPong-v9"}}}, "unknown Gymnasium env id"),
+        ({"models": {"rnn_deconv": {"arch": "rnn_deconf"}}}, "rnn_deconf"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, overlay, message):
+    repo = scratch_repo(tmp_path)
+    (repo / "bad.yaml").write_text(yaml.safe_dump(overlay))
+    proc = snakemake(repo, "--configfile", "config/test.yaml", "bad.yaml", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (repo / "results").exists()
