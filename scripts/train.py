@@ -28,7 +28,7 @@ def main(rollouts, model_cfg, mlflow, run_name, seed, out, threads=2, device="au
     train_data = WindowSampler(data, tcfg.seq_len, train_ids, seed=seed)
     val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed=seed) if len(val_ids) else None
     torch.manual_seed(seed)
-    model = models.build(cfg, data.frame_shape, data.n_actions)
+    model = models.build(cfg, data.frame_shape, data.n_actions, data.action_dim)
     resolved = {
         "model": cfg.model_dump(mode="json"),
         "seed": seed,

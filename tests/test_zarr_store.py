@@ -147,3 +147,24 @@ def test_window_sampler_masks_past_episode_end(tmp_path):
 def test_split_episodes_is_disjoint():
     train, val = split_episodes(20, 0.2, seed=0)
     assert len(val) == 4 and not set(train) & set(val) and len(train) + len(val) == 20
+
+
+def test_inspect_prints_a_summary_and_saves_a_sheet(tmp_path, pong_spec, capsys):
+    from forward_models.cli import main
+    from PIL import Image
+
+    collect(pong_spec, tmp_path / "s.zarr", 3, seed=0, progress=False)
+    main(
+        [
+            "inspect",
+            str(tmp_path / "s.zarr"),
+            "--sheet",
+            str(tmp_path / "sheet.png"),
+            "--frames",
+            "5",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "episodes   3" in out and "ratio" in out and "actions" in out
+    w, h = Image.open(tmp_path / "sheet.png").size
+    assert w == 5 * (32 + 2) * 3 and h == 3 * (32 + 2) * 3

@@ -91,6 +91,55 @@ class PongAgent:
         return encode_action(*moves)
 
 
+class KeyboardAgent:
+    """A person at the keyboard: the caller reports held keys with :meth:`hold`; ``act`` maps them.
+
+    ``keymap`` maps a sorted tuple of key names (pygame's ``key.name`` spelling) to an action;
+    the longest combination whose keys are all held wins, else ``default``.
+    """
+
+    def __init__(self, keymap: dict[tuple[str, ...], object], default):
+        self.keymap = {tuple(sorted(k)): v for k, v in keymap.items()}
+        self.default, self.held = default, frozenset()
+
+    def reset(self, rng=None) -> None:
+        self.held = frozenset()
+
+    def hold(self, keys) -> None:
+        self.held = frozenset(keys)
+
+    def act(self, obs=None, info=None):
+        best = max((k for k in self.keymap if set(k) <= self.held), key=len, default=None)
+        return self.default if best is None else self.keymap[best]
+
+
+def pong_keymap() -> dict[tuple[str, ...], int]:
+    """w/s move the left paddle, up/down the right one; any combination of the two."""
+    left = {(): 0, ("w",): -1, ("s",): 1}
+    right = {(): 0, ("up",): -1, ("down",): 1}
+    return {lk + rk: encode_action(lv, rv) for lk, lv in left.items() for rk, rv in right.items()}
+
+
+def keyboard_agent(env) -> KeyboardAgent:
+    """A keyboard agent for ``env``: Pong and CubeCrash have maps here, others their own
+    ``get_keys_to_action`` (ALE), else the digit keys pick a discrete action."""
+    space, inner = env.action_space, env.unwrapped
+    spec_id = env.spec.id if env.spec else ""
+    if spec_id.startswith("forward_models/TwoPlayerPong"):
+        return KeyboardAgent(pong_keymap(), encode_action(0, 0))
+    if spec_id == "forward_models/CubeCrash-v0":
+        return KeyboardAgent({("left",): 1, ("right",): 2}, 0)
+    if hasattr(inner, "get_keys_to_action"):
+        keys = {
+            tuple(chr(c) if isinstance(c, int) else c for c in k): v
+            for k, v in inner.get_keys_to_action().items()
+        }
+        return KeyboardAgent(keys, 0)
+    if isinstance(space, spaces.Discrete):
+        return KeyboardAgent({(str(i),): i for i in range(min(space.n, 10))}, 0)
+    raise ValueError(f"no keyboard map for {spec_id or env} with actions {space}")
+
+
 def make_agent(kind: str, action_space: spaces.Space, size: int, **kwargs) -> Agent:
     """Build an agent by its config name."""
     if kind == "random":

@@ -122,6 +122,7 @@ def collect(
     attrs = {
         "env": asdict(spec),
         "action_space": repr(space),
+        "action_shape": list(action_shape),
         "n_actions": int(space.n) if hasattr(space, "n") else None,
         "frame_shape": list(frame_shape),
         "seed": seed,
@@ -137,7 +138,9 @@ def collect(
         with RolloutWriter(out, frame_shape, action_shape, action_dtype, attrs) as writer:
             while kept < episodes:
                 # Spawn children in rounds; spawn() continues the sequence, so seeds stay in order.
-                batch = [(spec, s) for s in root.spawn(max(episodes - kept, workers))]
+                # Rounds are capped so that results waiting for the writer stay bounded.
+                n = min(max(episodes - kept, workers), 64 * workers)
+                batch = [(spec, s) for s in root.spawn(n)]
                 results = pool.imap(_task, batch) if pool else map(_task, batch)
                 for ep in results:
                     if kept == episodes or len(ep["obs"]) - 1 < min_length:

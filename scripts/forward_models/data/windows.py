@@ -53,3 +53,52 @@ def split_episodes(n: int, val_fraction: float, seed: int = 0) -> tuple[np.ndarr
     order = np.random.default_rng(seed).permutation(n)
     n_val = min(max(int(round(n * val_fraction)), 1 if val_fraction > 0 else 0), n - 1)
     return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class StreamingWindows(torch.utils.data.IterableDataset):
+    """Batches of windows read straight from the Zarr store, for stores too big for memory.
+
+    Each DataLoader worker opens the store itself and decodes only the chunks its windows touch
+    (contiguous slices: Zarr is far slower at fancy indexing). Use with ``batch_size=None``.
+    Memory stays at a few shards per worker whatever the store's size.
+    """
+
+    def __init__(self, path, length: int, batch_size: int, episodes=None, seed: int = 0):
+        from forward_models.data.zarr_store import open_rollouts
+
+        r = open_rollouts(path)
+        ids = np.arange(r.n_episodes) if episodes is None else np.asarray(episodes)
+        self.path, self.length, self.batch_size, self.seed = str(path), length, batch_size, seed
+        self.starts, self.lengths = r.episode_starts[ids], r.lengths[ids]
+        weights = np.maximum(self.lengths - length + 1, 1).astype(np.float64)
+        self.p = weights / weights.sum()
+
+    def __iter__(self):
+        from forward_models.data.zarr_store import open_rollouts
+
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, info.id if info else 0])
+        data = open_rollouts(self.path)
+        obs_arr, act_arr = data.array("obs"), data.array("action")
+        L = self.length
+        while True:
+            ep = rng.choice(len(self.starts), size=self.batch_size, p=self.p)
+            span = np.maximum(self.lengths[ep] - L + 1, 1)
+            offset = (rng.random(self.batch_size) * span).astype(np.int64)
+            obs = np.empty((self.batch_size, L, *obs_arr.shape[1:]), np.uint8)
+            act = np.empty((self.batch_size, L, *act_arr.shape[1:]), act_arr.dtype)
+            mask = np.zeros((self.batch_size, L), bool)
+            for i, (e, o) in enumerate(zip(ep, offset, strict=True)):
+                lo = self.starts[e] + o
+                n = min(L, self.lengths[e] - o)
+                obs[i, :n], act[i, :n], mask[i, :n] = (
+                    obs_arr[lo : lo + n],
+                    act_arr[lo : lo + n],
+                    True,
+                )
+                obs[i, n:], act[i, n:] = obs[i, n - 1], act[i, n - 1]
+            yield {
+                "obs": torch.from_numpy(obs).permute(0, 1, 4, 2, 3).float().div_(255.0),
+                "action": torch.from_numpy(act),
+                "mask": torch.from_numpy(mask),
+            }

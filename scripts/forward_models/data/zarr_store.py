@@ -154,6 +154,12 @@ class Rollouts:
         """Number of discrete actions (0 for continuous action vectors)."""
         return int(self.attrs.get("n_actions") or 0)
 
+    @property
+    def action_dim(self) -> int:
+        """Length of continuous action vectors (0 for discrete actions)."""
+        shape = self.array("action").shape[1:]
+        return int(np.prod(shape)) if shape else 0
+
     def array(self, key: str) -> zarr.Array:
         return self.group["data"][key]
 

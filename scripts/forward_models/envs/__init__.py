@@ -14,11 +14,23 @@ from PIL import Image
 
 PONG_ID = "forward_models/TwoPlayerPong-v0"
 PONG_FIXED_ID = "forward_models/TwoPlayerPongFixed-v0"
-BUILTIN = {PONG_ID, PONG_FIXED_ID}
+CUBE_CRASH_ID = "forward_models/CubeCrash-v0"
+BUILTIN = {PONG_ID, PONG_FIXED_ID}  # these draw at any size; all others are rendered and resized
 
 
 def register() -> None:
-    """Register the built-in envs with Gymnasium (idempotent; runs on package import)."""
+    """Register the built-in envs (and ALE's, when ale-py is installed) with Gymnasium.
+
+    Idempotent; runs on package import.
+    """
+    try:
+        import ale_py
+
+        gym.register_envs(ale_py)
+    except ImportError:  # ALE ids then fail as unknown, with close matches
+        pass
+    if CUBE_CRASH_ID not in gym.registry:
+        gym.register(CUBE_CRASH_ID, entry_point="forward_models.envs.cube_crash:CubeCrash")
     if PONG_ID not in gym.registry:
         gym.register(PONG_ID, entry_point="forward_models.envs.pong:TwoPlayerPong")
     if PONG_FIXED_ID not in gym.registry:
@@ -52,9 +64,32 @@ def make(env_id: str, size: int, kwargs: dict | None = None, max_episode_steps: 
         raise ValueError(f"frame size must be a positive number of pixels, got {size}")
     kwargs = dict(kwargs or {})
     if env_id in BUILTIN:
-        return gym.make(env_id, size=size, max_episode_steps=max_episode_steps, **kwargs)
-    env = gym.make(env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs)
-    return RenderedFrames(env, size)
+        env = gym.make(env_id, size=size, max_episode_steps=max_episode_steps, **kwargs)
+    else:
+        env = gym.make(
+            env_id, render_mode="rgb_array", max_episode_steps=max_episode_steps, **kwargs
+        )
+        env = RenderedFrames(env, size)
+    if isinstance(env.action_space, gym.spaces.MultiDiscrete):
+        env = FlatMultiDiscrete(env)
+    if not isinstance(env.action_space, gym.spaces.Discrete | gym.spaces.Box):
+        raise ValueError(
+            f"{env_id}: action space {env.action_space} is not Discrete, MultiDiscrete or Box"
+        )
+    return env
+
+
+class FlatMultiDiscrete(gym.ActionWrapper):
+    """``MultiDiscrete(nvec)`` as ``Discrete(prod(nvec))``: index = ``np.ravel_multi_index(a, nvec)``
+    (C order: the last component varies fastest)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.nvec = tuple(int(n) for n in env.action_space.nvec.ravel())
+        self.action_space = gym.spaces.Discrete(int(np.prod(self.nvec)))
+
+    def action(self, action):
+        return np.array(np.unravel_index(int(action), self.nvec), dtype=np.int64)
 
 
 class RenderedFrames(gym.ObservationWrapper):
@@ -62,8 +97,13 @@ class RenderedFrames(gym.ObservationWrapper):
 
     def __init__(self, env: gym.Env, size: int):
         super().__init__(env)
-        if env.render_mode != "rgb_array":
-            raise ValueError(f"{env.spec.id if env.spec else env} does not render rgb_array frames")
+        if env.render_mode != "rgb_array" or "rgb_array" not in env.metadata.get(
+            "render_modes", []
+        ):
+            raise ValueError(
+                f"{env.spec.id if env.spec else env} does not render rgb_array frames "
+                f"(its render modes: {env.metadata.get('render_modes', [])}); forward models learn from pixels"
+            )
         self.size = size
         self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
 

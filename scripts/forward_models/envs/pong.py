@@ -8,7 +8,8 @@ paddles; the episode terminates when the ball reaches a side wall without touchi
 side's paddle. Reward is 1 for every step the rally survives.
 
 Actions are ``Discrete(9)``: ``index = (right + 1) * 3 + (left + 1)`` with each paddle's move in
-{-1: up, 0: stay, +1: down}, so 4 keeps both paddles still.
+{-1: up, 0: stay, +1: down}, so 4 keeps both paddles still. With ``multidiscrete=True`` they are
+``MultiDiscrete([3, 3])`` = (right + 1, left + 1), which flattens to the same index.
 
 The info dict carries the state (ball position and velocity, paddle centres) for scripted agents
 and the heading as ``(sin, cos)``, the thesis' alternative precondition.
@@ -48,6 +49,7 @@ class TwoPlayerPong(gym.Env):
         paddle_height: int = 15,
         ball_size: int = 4,
         speed: float = 1.0,
+        multidiscrete: bool = False,
     ):
         if size < max(2 * paddle_width + 2 * ball_size, paddle_height + 1):
             raise ValueError(
@@ -61,7 +63,9 @@ class TwoPlayerPong(gym.Env):
         self.fixed_heading = heading
         self.pw, self.ph, self.bs, self.speed = paddle_width, paddle_height, ball_size, speed
         self.observation_space = spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.action_space = spaces.Discrete(9)
+        # MultiDiscrete([3, 3]) components are (right + 1, left + 1): flattened in C order they
+        # give exactly the Discrete(9) index.
+        self.action_space = spaces.MultiDiscrete([3, 3]) if multidiscrete else spaces.Discrete(9)
         self._frame = np.zeros((size, size, 3), np.uint8)
 
     # -- dynamics -------------------------------------------------------------------------
@@ -81,6 +85,8 @@ class TwoPlayerPong(gym.Env):
     def step(self, action):
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not in {self.action_space}")
+        if isinstance(self.action_space, spaces.MultiDiscrete):
+            action = encode_action(int(action[1]) - 1, int(action[0]) - 1)
         left, right = decode_action(action)
         lim = self.size - self.ph
         self.paddles = np.clip(self.paddles + self.speed * np.array([left, right]), 0, lim)

@@ -33,6 +33,7 @@ def save(model: ForwardModel, path: str | Path, **extra) -> None:
             "config": model.cfg.model_dump(mode="json"),
             "frame_shape": list(model.frame_shape),
             "n_actions": model.n_actions,
+            "action_dim": model.action_dim,
             "state_dict": model.state_dict(),
             **extra,
         },
@@ -42,6 +43,6 @@ def save(model: ForwardModel, path: str | Path, **extra) -> None:
 
 def load(path: str | Path, map_location="cpu") -> ForwardModel:
     ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    model = build(ckpt["config"], ckpt["frame_shape"], ckpt["n_actions"])
+    model = build(ckpt["config"], ckpt["frame_shape"], ckpt["n_actions"], ckpt.get("action_dim", 0))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()

@@ -70,9 +70,16 @@ class ForwardModel(nn.Module):
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
 
-    def __init__(self, cfg: ModelConfig, frame_shape: tuple[int, int, int], n_actions: int):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        frame_shape: tuple[int, int, int],
+        n_actions: int,
+        action_dim: int = 0,
+    ):
         super().__init__()
-        self.cfg, self.frame_shape, self.n_actions = cfg, tuple(frame_shape), n_actions
+        self.cfg, self.frame_shape = cfg, tuple(frame_shape)
+        self.n_actions, self.action_dim = n_actions, action_dim
 
     # --- the interface ---------------------------------------------------------------------
     def init_state(self, context: torch.Tensor):

@@ -18,7 +18,7 @@ class CopyLast(ForwardModel):
     Config = CopyLastConfig
 
     def __init__(self, cfg, frame_shape, n_actions, action_dim: int = 0):
-        super().__init__(cfg, frame_shape, n_actions)
+        super().__init__(cfg, frame_shape, n_actions, action_dim)
 
     def init_state(self, context):
         return context[:, -1]

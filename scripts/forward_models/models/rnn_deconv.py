@@ -37,7 +37,7 @@ class RNNDeconv(ForwardModel):
     Config = RNNDeconvConfig
 
     def __init__(self, cfg: RNNDeconvConfig, frame_shape, n_actions, action_dim: int = 0):
-        super().__init__(cfg, frame_shape, n_actions)
+        super().__init__(cfg, frame_shape, n_actions, action_dim)
         c, h, w = frame_shape
         self.encoder = ConvEncoder(c * cfg.precondition, (h, w), cfg.hidden, cfg.encoder_width)
         self.core = RecurrentCore(
