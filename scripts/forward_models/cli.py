@@ -103,11 +103,34 @@ def cmd_inspect(args) -> None:
     if action.ndim == 1:
         hist = np.bincount(action, minlength=max(r.n_actions, 1))
         print(f"actions    {hist.tolist()}")
+    else:
+        print(
+            f"actions    mean {action.mean(0).round(3).tolist()}  std {action.std(0).round(3).tolist()}"
+        )
     size = sum(f.stat().st_size for f in Path(args.store).rglob("*") if f.is_file())
     raw = r.array("obs").nbytes
     print(
         f"disk       {size / 2**20:.1f} MiB  (obs raw {raw / 2**20:.1f} MiB, ratio {raw / max(size, 1):.1f}x)"
     )
+    if args.sheet:
+        contact_sheet(r, args.sheet, args.episodes, args.frames)
+        print(f"sheet      {args.sheet}")
+
+
+def contact_sheet(r, out: str, episodes: int = 4, frames: int = 8, scale: int = 3) -> None:
+    """One row per episode: ``frames`` frames spread evenly over it, upscaled (nearest)."""
+    import numpy as np
+    from PIL import Image
+
+    rows = []
+    for i in range(min(episodes, r.n_episodes)):
+        ep = r.episode(i)["obs"]
+        idx = np.linspace(0, len(ep) - 1, frames).round().astype(int)
+        pad = np.full((ep.shape[1], 2, 3), 96, np.uint8)
+        rows.append(np.concatenate([x for j in idx for x in (ep[j], pad)], axis=1))
+        rows.append(np.full((2, rows[-1].shape[1], 3), 96, np.uint8))
+    sheet = np.concatenate(rows).repeat(scale, 0).repeat(scale, 1)
+    Image.fromarray(sheet).save(out)
 
 
 def main(argv=None) -> None:
