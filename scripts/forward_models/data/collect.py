@@ -11,6 +11,7 @@ import importlib.metadata as md
 import multiprocessing as mp
 import sys
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -76,9 +77,20 @@ def run_episode(spec: EnvSpec, seed: np.random.SeedSequence) -> dict[str, np.nda
     return {k: np.asarray(v) for k, v in rows.items()}
 
 
-def _task(args):
-    spec, seed = args
-    return run_episode(spec, seed)
+def _episodes(spec: EnvSpec, root: np.random.SeedSequence, pool, workers: int):
+    """Episodes seeded by ``root``'s children in order, forever.
+
+    With a pool, at most ``2 * workers`` episodes are in flight: results never pile up in
+    memory behind a slower writer.
+    """
+    if pool is None:
+        while True:
+            yield run_episode(spec, root.spawn(1)[0])
+    inflight = deque(pool.apply_async(run_episode, (spec, s)) for s in root.spawn(2 * workers))
+    while True:
+        ep = inflight.popleft().get()
+        inflight.append(pool.apply_async(run_episode, (spec, root.spawn(1)[0])))
+        yield ep
 
 
 def _versions() -> dict[str, str]:
@@ -136,21 +148,18 @@ def collect(
     kept, frames, t0 = 0, 0, time.perf_counter()
     try:
         with RolloutWriter(out, frame_shape, action_shape, action_dtype, attrs) as writer:
-            while kept < episodes:
-                # Spawn children in rounds; spawn() continues the sequence, so seeds stay in order.
-                # Rounds are capped so that results waiting for the writer stay bounded.
-                n = min(max(episodes - kept, workers), 64 * workers)
-                batch = [(spec, s) for s in root.spawn(n)]
-                results = pool.imap(_task, batch) if pool else map(_task, batch)
-                for ep in results:
-                    if kept == episodes or len(ep["obs"]) - 1 < min_length:
-                        continue
-                    writer.add_episode(ep)
-                    kept += 1
-                    frames += len(ep["obs"])
-                    rate = frames / (time.perf_counter() - t0)
-                    bar.set_postfix_str(f"{rate:,.0f} frames/s")
-                    bar.update(1)
+            for ep in _episodes(spec, root, pool, workers):
+                if len(ep["obs"]) - 1 < min_length:
+                    continue
+                writer.add_episode(ep)
+                kept += 1
+                frames += len(ep["obs"])
+                bar.set_postfix_str(
+                    f"{frames / (time.perf_counter() - t0):,.0f} frames/s", refresh=False
+                )
+                bar.update(1)
+                if kept == episodes:
+                    break
             writer.root.attrs["episodes"] = kept
     finally:
         bar.close()

