@@ -29,6 +29,7 @@ def main(rollouts, model_cfg, mlflow, run_name, seed, out, threads=2, device="au
     val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed=seed) if len(val_ids) else None
     torch.manual_seed(seed)
     model = models.build(cfg, data.frame_shape, data.n_actions, data.action_dim)
+    model.prepare(data.array("obs"))  # baselines such as mean_frame see the training frames
     resolved = {
         "model": cfg.model_dump(mode="json"),
         "seed": seed,

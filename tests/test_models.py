@@ -5,17 +5,40 @@ from forward_models import models
 from forward_models.data.collect import run_episode
 from forward_models.models import REGISTRY
 from forward_models.models.base import split_window
+from forward_models.models.frame_fed import FrameFed
 
 FRAME = (3, 16, 16)
-LEARNED = [arch for arch, cls in REGISTRY.items() if arch != "copy_last"]
+LEARNED = [arch for arch in REGISTRY if arch not in ("copy_last", "mean_frame")]
+
+
+TINY = {
+    "rnn_deconv": {"hidden": 16, "embed": 8, "encoder_width": 8, "decoder_channels": [16, 8, 8]},
+    "rnn_dense": {"hidden": 16, "embed": 8, "width": 32},
+    "rnn_spatial_transformer": {"hidden": 16, "embed": 8, "convs": 2, "dropout": 0.0},
+    "asset_stn": {"hidden": 16, "embed": 8, "assets": 3},
+    "frame_transformer_dense": {"hidden": 32, "embed": 8, "dropout": 0.0},
+    "transform_kernel": {"features": 4, "transform": 16, "embed": 8},
+    "conv_gru_residual": {"channels": 8, "hidden": 8, "embed": 4},
+}
+# Families that draw pixels from their state or the action (not only move what they read).
+DRAWS = [
+    "rnn_deconv",
+    "rnn_dense",
+    "frame_transformer_dense",
+    "transform_kernel",
+    "conv_gru_residual",
+]
+FRAME_FED = [a for a, cls in REGISTRY.items() if issubclass(cls, FrameFed)]
 
 
 def small(arch, **over):
-    cfg = {"arch": arch, "precondition": 2}
-    if arch == "rnn_deconv":
-        cfg.update(hidden=16, embed=8, encoder_width=8, decoder_channels=[16, 8, 8])
+    cfg = {"arch": arch, "precondition": 2, **TINY.get(arch, {})}
     cfg.update(over)
     return models.build(cfg, FRAME, n_actions=9)
+
+
+def test_every_family_has_a_tiny_test_config():
+    assert set(LEARNED) == set(TINY)
 
 
 def window(b=4, length=8, seed=0):
@@ -39,7 +62,9 @@ def test_rollout_shapes_and_range(arch):
 @pytest.mark.parametrize("arch", sorted(REGISTRY))
 def test_stepping_agrees_with_rollout(arch):
     """Play (init_state/step) and training/evaluation (rollout) are one computation."""
-    m = small(arch, **({"dilated_layers": 2, "skip": 3} if arch == "rnn_deconv" else {})).eval()
+    m = small(
+        arch, **({"dilated_layers": 2, "skip": 3} if arch in ("rnn_deconv", "rnn_dense") else {})
+    ).eval()
     ctx, actions = torch.rand(2, 2, *FRAME), torch.randint(0, 9, (2, 10))
     state, frames = m.init_state(ctx), []
     for t in range(10):
@@ -52,7 +77,8 @@ def test_stepping_agrees_with_rollout(arch):
 
 @pytest.mark.parametrize("arch", LEARNED)
 def test_gradients_reach_every_parameter(arch):
-    m = small(arch, dilated_layers=1, skip=2).train()
+    extra = {"dilated_layers": 1, "skip": 2} if arch in ("rnn_deconv", "rnn_dense") else {}
+    m = small(arch, **extra).train()
     loss, logs = m.loss(window())
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -86,14 +112,34 @@ def test_split_window_alignment():
     assert target[0, :, 0, 0, 0].tolist() == [2, 3, 4, 5]  # o[P .. L-1]: target i follows action i
 
 
-@pytest.mark.parametrize("arch", LEARNED)
+@pytest.mark.parametrize("arch", FRAME_FED)
+def test_teacher_forcing_never_shows_the_frame_being_predicted(arch):
+    """Under teacher forcing, prediction t reads true frames before t only (not target t)."""
+    m = small(arch, teacher_forcing=True).train()
+    torch.manual_seed(0)
+    batch = window(b=2, length=7)
+    captured = []
+    real_step = m.step
+
+    def spy(state, action):
+        captured.append(state["frame"].clone())
+        return real_step(state, action)
+
+    m.step = spy
+    m.loss(batch)
+    obs = batch["obs"]
+    for t, frame in enumerate(captured):  # step t predicts o[P + t] and must read o[P - 1 + t]
+        torch.testing.assert_close(frame, obs[:, 2 - 1 + t])
+
+
+@pytest.mark.parametrize("arch", DRAWS)
 def test_learns_frames_that_only_the_previous_action_explains(arch):
     """Every frame o[t+1] shows the action a[t] as a brightness. A model misaligned by one step
     (predicting the present from the present, the thesis' worst bug) cannot fit this."""
     torch.manual_seed(0)
     m = small(arch, train={"loss": "mse"}).train()
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    for _ in range(150):
+    for _ in range(200):
         actions = torch.randint(0, 9, (16, 8))
         obs = (
             (actions.float() / 8)
@@ -106,31 +152,31 @@ def test_learns_frames_that_only_the_previous_action_explains(arch):
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.01, loss.item()  # misaligned, the floor is the action variance ~0.1
+    assert loss.item() < 0.02, loss.item()  # misaligned, the floor is the action variance ~0.104
 
 
 @pytest.mark.parametrize("arch", LEARNED)
 def test_overfits_one_batch_of_pong(arch, pong_spec):
     ep = run_episode(pong_spec, np.random.SeedSequence(0))
-    obs = torch.from_numpy(ep["obs"][:8]).permute(0, 3, 1, 2).float() / 255
-    batch = {
-        "obs": obs[None],
-        "action": torch.from_numpy(ep["action"][:8])[None],
-        "mask": torch.ones(1, 8, dtype=torch.bool),
+    obs = torch.from_numpy(ep["obs"][:16]).permute(0, 3, 1, 2).float() / 255
+    batch = {  # two 8-step windows (batch norm needs more than one sample)
+        "obs": obs.view(2, 8, 3, 32, 32),
+        "action": torch.from_numpy(ep["action"][:16]).view(2, 8),
+        "mask": torch.ones(2, 8, dtype=torch.bool),
     }
     torch.manual_seed(0)
-    cfg = {"arch": arch, "precondition": 2}
+    cfg = {"arch": arch, "precondition": 2, **TINY[arch]}
     if arch == "rnn_deconv":
-        cfg.update(hidden=32, embed=8, encoder_width=8, decoder_channels=[32, 16, 16, 8])
+        cfg.update(hidden=32, decoder_channels=[32, 16, 16, 8])
     m = models.build(cfg, (3, 32, 32), 9).train()
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     first = m.loss(batch)[0].item()
-    for _ in range(150):
+    for _ in range(300):
         loss, _ = m.loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert loss.item() < 0.2 * first, (first, loss.item())
+    assert loss.item() < 0.3 * first, (first, loss.item())
 
 
 @pytest.mark.parametrize("arch", sorted(REGISTRY))
@@ -146,13 +192,14 @@ def test_save_load_round_trip(tmp_path, arch):
 def test_masked_steps_do_not_count():
     m = small("rnn_deconv").eval()
     batch = window()
-    loss_all, _ = m.loss(batch)
-    batch["obs"][:, -1] = 1 - batch["obs"][:, -1]  # corrupt the last target...
-    batch["mask"][:, -1] = False  # ...and mask it out
-    torch.testing.assert_close(m.loss(batch)[0], loss_all * 0 + m.loss(batch)[0])
-    masked = m.loss(batch)[0]
+    expected = m.loss({k: v[:, :-1] for k, v in batch.items()})[
+        0
+    ]  # the window without its last step
+    batch["obs"][:, -1] = 1.0  # corrupt the last target...
+    batch["mask"][:, -1] = False  # ...and mask it out: the loss is as if it were not there
+    torch.testing.assert_close(m.loss(batch)[0], expected)
     batch["mask"][:, -1] = True
-    assert not torch.isclose(masked, m.loss(batch)[0])
+    assert not torch.isclose(m.loss(batch)[0], expected)
 
 
 def test_unknown_arch_is_a_clear_error():

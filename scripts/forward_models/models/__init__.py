@@ -6,7 +6,16 @@ from pathlib import Path
 
 import torch
 
-from forward_models.models import baselines, rnn_deconv  # noqa: F401  (registration)
+from forward_models.models import (  # noqa: F401  (registration)
+    asset_stn,
+    baselines,
+    conv_gru_residual,
+    frame_transformer_dense,
+    rnn_deconv,
+    rnn_dense,
+    rnn_spatial_transformer,
+    transform_kernel,
+)
 from forward_models.models.base import REGISTRY, ForwardModel, ModelConfig
 
 

@@ -104,6 +104,9 @@ class ForwardModel(nn.Module):
         loss = masked_loss(pred, target, mask, self.cfg.train.loss)
         return loss, {"loss": loss.item()}
 
+    def prepare(self, obs) -> None:
+        """Hook: see the training frames ((N, H, W, C) uint8) once before training (baselines)."""
+
     @property
     def trainable(self) -> bool:
         return any(p.requires_grad for p in self.parameters())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
+import numpy as np
+import torch
+
 from forward_models.models.base import ForwardModel, ModelConfig, register
 
 
@@ -28,3 +31,34 @@ class CopyLast(ForwardModel):
 
     def rollout(self, context, actions):
         return context[:, -1:].expand(-1, actions.shape[1], *context.shape[2:])
+
+
+class MeanFrameConfig(ModelConfig):
+    arch: Literal["mean_frame"] = "mean_frame"
+
+
+@register("mean_frame")
+class MeanFrame(ForwardModel):
+    """Predicts the mean training frame at every step, whatever happens."""
+
+    Config = MeanFrameConfig
+
+    def __init__(self, cfg, frame_shape, n_actions, action_dim: int = 0):
+        super().__init__(cfg, frame_shape, n_actions, action_dim)
+        self.register_buffer("mean", torch.full(tuple(frame_shape), 0.5))
+
+    def prepare(self, obs) -> None:
+        mean = torch.zeros(self.frame_shape, dtype=torch.float64)
+        for i in range(0, len(obs), 4096):  # in blocks: a store may not fit in memory as floats
+            block = torch.from_numpy(np.asarray(obs[i : i + 4096])).permute(0, 3, 1, 2)
+            mean += block.double().sum(0) / 255.0
+        self.mean.copy_((mean / len(obs)).float())
+
+    def init_state(self, context):
+        return context.shape[0]
+
+    def step(self, state, action):
+        return self.mean.expand(state, *self.frame_shape), state
+
+    def rollout(self, context, actions):
+        return self.mean.expand(context.shape[0], actions.shape[1], *self.frame_shape)

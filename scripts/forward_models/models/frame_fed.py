@@ -1,0 +1,43 @@
+"""Base for families that read the current frame at every step (teacher forcing is possible).
+
+Their state is a dict holding at least ``frame``, the frame the next step reads: the last
+precondition frame at first, then their own prediction (open loop, as in evaluation and play).
+In training, ``teacher_forcing`` feeds the true previous frame instead, and ``sampling`` (the
+probability of feeding the model's own prediction at a step anyway) schedules the move from
+teacher forcing towards open loop.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from forward_models.models.base import ForwardModel, ModelConfig, masked_loss, split_window
+
+
+class FrameFedConfig(ModelConfig):
+    teacher_forcing: bool = False
+    """Feed the true previous frame at every training step (else the model's own prediction)."""
+    sampling: float = Field(0.0, ge=0, le=1)
+    """With teacher forcing: probability per step of feeding the model's own prediction
+    (scheduled sampling); 0 is pure teacher forcing."""
+
+
+class FrameFed(ForwardModel):
+    Config = FrameFedConfig
+
+    def loss(self, batch):
+        context, actions, target, mask = split_window(batch, self.cfg.precondition)
+        if not (self.training and self.cfg.teacher_forcing):
+            pred = self.rollout(context, actions)
+        else:
+            inputs = torch.cat([context[:, -1:], target[:, :-1]], 1)  # true frame before each step
+            state, frames = self.init_state(context), []
+            for t in range(actions.shape[1]):
+                if t > 0 and not (self.cfg.sampling and torch.rand(()) < self.cfg.sampling):
+                    state = {**state, "frame": inputs[:, t]}
+                frame, state = self.step(state, actions[:, t])
+                frames.append(frame)
+            pred = torch.stack(frames, 1)
+        loss = masked_loss(pred, target, mask, self.cfg.train.loss)
+        return loss, {"loss": loss.item()}

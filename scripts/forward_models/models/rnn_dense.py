@@ -1,0 +1,62 @@
+"""RNN dense: the thesis' RNN core with an MLP encoder and an MLP renderer straight to pixels."""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import Field
+from torch import nn
+
+from forward_models.models.base import ForwardModel, ModelConfig, register
+from forward_models.models.layers import ACT, RecurrentCore
+
+
+class RNNDenseConfig(ModelConfig):
+    arch: Literal["rnn_dense"] = "rnn_dense"
+    hidden: int = Field(64, ge=1)
+    """GRU state size H (the thesis used 64)."""
+    embed: int = Field(32, ge=1)
+    """Action embedding size E."""
+    width: int = Field(128, ge=1)
+    """Hidden units of the MLP encoder and renderer."""
+    dilated_layers: int = Field(0, ge=0)
+    """Dilated GRU layers after the first GRU."""
+    skip: int = Field(1, ge=1)
+    """Recurrent skip k of the dilated layers."""
+
+
+@register("rnn_dense")
+class RNNDense(ForwardModel):
+    Config = RNNDenseConfig
+
+    def __init__(self, cfg: RNNDenseConfig, frame_shape, n_actions, action_dim: int = 0):
+        super().__init__(cfg, frame_shape, n_actions, action_dim)
+        pixels = math.prod(frame_shape)
+        self.encoder = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(pixels * cfg.precondition, cfg.width),
+            nn.BatchNorm1d(cfg.width),
+            nn.LeakyReLU(ACT),
+            nn.Linear(cfg.width, cfg.hidden),
+        )
+        self.core = RecurrentCore(
+            n_actions, cfg.embed, cfg.hidden, cfg.dilated_layers, cfg.skip, action_dim
+        )
+        self.renderer = nn.Sequential(
+            nn.Linear(cfg.hidden, cfg.width),
+            nn.LeakyReLU(ACT),
+            nn.Linear(cfg.width, pixels),
+            nn.Sigmoid(),
+        )
+
+    def rollout(self, context, actions):
+        y = self.core(self.encoder(context), actions)
+        return self.renderer(y).view(*y.shape[:2], *self.frame_shape)
+
+    def init_state(self, context):
+        return self.core.init_state(self.encoder(context))
+
+    def step(self, state, action):
+        y, state = self.core.step(state, action)
+        return self.renderer(y).view(-1, *self.frame_shape), state
