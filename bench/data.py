@@ -49,18 +49,31 @@ def raw_loop(spec: EnvSpec, frames: int) -> float:
 
 
 def collect_in_subprocess(spec: EnvSpec, out: Path, episodes: int, workers: int) -> dict:
+    # Peak RSS is sampled from /proc over the main process and its workers together
+    # (summing ru_maxrss of parent and children overstates it: forked pages are shared).
     code = f"""
-import json, resource, sys, time
+import json, os, sys, threading, time
 sys.path.insert(0, {str(ROOT / "scripts")!r})
 from forward_models.data.collect import EnvSpec, collect
 from forward_models.data.zarr_store import open_rollouts
+def rss(pid):
+    try:
+        return int(open(f"/proc/{{pid}}/status").read().split("VmRSS:")[1].split()[0]) / 1024
+    except (OSError, IndexError):
+        return 0.0
+peak = [0.0]
+def watch():
+    while True:
+        kids = [int(p) for p in os.popen(f"pgrep -P {{os.getpid()}}").read().split()]
+        peak[0] = max(peak[0], rss(os.getpid()) + sum(rss(k) for k in kids))
+        time.sleep(0.5)
+threading.Thread(target=watch, daemon=True).start()
 spec = EnvSpec(**{json.dumps(spec.__dict__)})
 t0 = time.perf_counter()
 collect(spec, {str(out)!r}, {episodes}, seed=0, workers={workers}, progress=False)
 dt = time.perf_counter() - t0
 r = open_rollouts({str(out)!r})
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(json.dumps({{"frames": int(r.episode_ends[-1]), "seconds": dt, "rss_mb": rss / 1024}}))
+print(json.dumps({{"frames": int(r.episode_ends[-1]), "seconds": dt, "rss_mb": peak[0]}}))
 """
     out_json = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True

@@ -26,7 +26,7 @@ def test_default_and_test_configs_validate(default):
     cfg = config.load(default)
     assert "pong" in cfg.envs and "rnn_deconv" in cfg.models
     overlay = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
-    from forward_models.cli import _merge
+    from forward_models.config import _merge
 
     merged = copy.deepcopy(default)
     _merge(merged, overlay)

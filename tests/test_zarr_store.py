@@ -168,3 +168,35 @@ def test_inspect_prints_a_summary_and_saves_a_sheet(tmp_path, pong_spec, capsys)
     assert "episodes   3" in out and "ratio" in out and "actions" in out
     w, h = Image.open(tmp_path / "sheet.png").size
     assert w == 5 * (32 + 2) * 3 and h == 3 * (32 + 2) * 3
+
+
+def test_collection_killed_midway_leaves_no_store_and_a_rerun_succeeds(tmp_path, pong_spec):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out = tmp_path / "s.zarr"
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1] / 'scripts')!r})\n"
+        "from forward_models.data.collect import EnvSpec, collect\n"
+        f"spec = EnvSpec('forward_models/TwoPlayerPong-v0', 64, {{}}, 200, 'pong', {{}})\n"
+        f"collect(spec, {str(out)!r}, 100000, seed=0, workers=2, progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    deadline = time.time() + 60
+    while not any(p.glob("data/obs/c/*") for p in tmp_path.glob("s.zarr.partial-*")):
+        assert time.time() < deadline and proc.poll() is None, "collection never started writing"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the job and its workers die mid-write
+    proc.wait()
+    assert not out.exists()
+    with pytest.raises(StoreError, match="a writer was killed"):
+        open_rollouts(out)
+    collect(pong_spec, out, 3, seed=0, progress=False)
+    assert open_rollouts(out).n_episodes == 3
+    assert not list(
+        tmp_path.glob("s.zarr.partial-*")
+    )  # the rerun cleaned up the dead writer's files

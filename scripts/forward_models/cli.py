@@ -16,16 +16,9 @@ def load_yaml_config(*paths: str | Path) -> fm_config.ExperimentBase:
     """Load and merge YAML files (later ones overlay earlier ones, like Snakemake) and validate."""
     merged: dict = {}
     for path in paths:
-        _merge(merged, yaml.safe_load(Path(path).read_text()) or {})
-    return fm_config.load(merged)
-
-
-def _merge(base: dict, over: dict) -> None:
-    for k, v in over.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
-        else:
-            base[k] = v
+        fm_config._merge(merged, yaml.safe_load(Path(path).read_text()) or {})
+    presets = Path(paths[0]).parent / "models"
+    return fm_config.load(fm_config.resolve_presets(merged, presets))
 
 
 def cmd_schema(args) -> None:

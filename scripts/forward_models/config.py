@@ -9,10 +9,13 @@ Model families contribute their own config classes through the registry in
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
+from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import yaml
 from pydantic import Field, create_model, field_validator, model_validator
 
 from forward_models import envs
@@ -126,6 +129,32 @@ def experiment_model() -> type[ExperimentBase]:
             Field(min_length=1, description=ExperimentBase.model_fields["models"].description),
         ),
     )
+
+
+def resolve_presets(config: dict, presets_dir: str | Path) -> dict:
+    """Expand ``preset: NAME`` in model entries: ``presets_dir/NAME.yaml``, overlaid by the entry."""
+    out = copy.deepcopy(config)
+    for name, entry in (out.get("models") or {}).items():
+        if not isinstance(entry, dict) or "preset" not in entry:
+            continue
+        path = Path(presets_dir) / f"{entry['preset']}.yaml"
+        if not path.is_file():
+            known = sorted(p.stem for p in Path(presets_dir).glob("*.yaml"))
+            raise ValueError(
+                f"models.{name}.preset: no preset {entry['preset']!r} in {presets_dir}; known: {known}"
+            )
+        merged = yaml.safe_load(path.read_text())
+        _merge(merged, {k: v for k, v in entry.items() if k != "preset"})
+        out["models"][name] = merged
+    return out
+
+
+def _merge(base: dict, over: dict) -> None:
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
 
 
 def load(config: dict) -> ExperimentBase:

@@ -12,12 +12,13 @@ sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from forward_models import config as fm_config  # noqa: E402
 
 try:
-    CFG = fm_config.load(config)
-except ValidationError as exc:
+    RESOLVED = fm_config.resolve_presets(config, "config/models")
+    CFG = fm_config.load(RESOLVED)
+except (ValidationError, ValueError) as exc:
     raise WorkflowError(
         f"invalid config (config/README.md documents every key):\n{exc}"
     ) from None
-validate(config, schema="../schemas/config.schema.json", set_default=False)
+validate(RESOLVED, schema="../schemas/config.schema.json", set_default=False)
 
 STYLE = "config/plot.mplstyle"
 

@@ -128,6 +128,8 @@ class RolloutWriter:
         if self.path.exists():
             shutil.rmtree(self.path)
         os.replace(self.tmp, self.path)
+        for stale in self.path.parent.glob(f"{self.path.name}.partial-*"):  # left by killed writers
+            shutil.rmtree(stale, ignore_errors=True)
         return self.path
 
     def abort(self) -> None:

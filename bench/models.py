@@ -1,0 +1,113 @@
+"""Model benchmark: every family's preset on Pong 32x32, trained for the same wall-clock budget.
+
+    python bench/models.py --seconds 90      # ~15 minutes on 2 cores
+
+For each family: parameters, training frames/s on this machine (predicted frames per second of
+optimisation), and open-loop MSE / PSNR at horizons 1, 8, 16, 32 on held-out episodes, beside
+the copy-last-frame and mean-frame baselines. Training uses each family's own ``loss`` (the
+workflow's code path) with Adam and gradient clipping; only the stopping rule (time, not steps)
+differs from the workflow, so every family gets the same budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from forward_models import models  # noqa: E402
+from forward_models.data.collect import EnvSpec, collect  # noqa: E402
+from forward_models.data.windows import WindowSampler  # noqa: E402
+from forward_models.data.zarr_store import open_rollouts  # noqa: E402
+from forward_models.evaluation import eval_windows, predict, step_errors  # noqa: E402
+
+PONG = EnvSpec(
+    "forward_models/TwoPlayerPong-v0", 32, {}, 200, "pong", {"stochasticity": [0.5, 1.0]}
+)
+HORIZONS = (1, 8, 16, 32)
+
+
+def train_for(model, data: WindowSampler, seconds: float) -> tuple[int, float]:
+    cfg = model.cfg.train
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    model.train()
+    steps, frames, t0 = 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        batch = data.sample(cfg.batch_size)
+        loss, _ = model.loss(batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        steps += 1
+        frames += int(batch["mask"][:, model.cfg.precondition :].sum())
+    return steps, frames / (time.perf_counter() - t0)
+
+
+def errors(model, test, episodes: int = 100) -> dict[str, list[float]]:
+    p = model.cfg.precondition
+    batch = eval_windows(test, p, max(HORIZONS), episodes)
+    err = step_errors(predict(model, batch, p), batch["obs"][:, p:])
+    return {m: [float(err[m][:, h - 1].mean()) for h in HORIZONS] for m in ("mse", "psnr")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--seconds", type=float, default=90, help="training budget per family")
+    ap.add_argument("--families", nargs="*", help="presets to run (default: all in config/models)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    presets = sorted((ROOT / "config" / "models").glob("*.yaml"))
+    names = args.families or [p.stem for p in presets]
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        train = open_rollouts(
+            collect(PONG, Path(d) / "train.zarr", 500, seed=0, workers=2, progress=False)
+        )
+        test = open_rollouts(
+            collect(PONG, Path(d) / "test.zarr", 100, seed=1, workers=2, progress=False)
+        )
+        for name in names:
+            cfg = yaml.safe_load((ROOT / "config" / "models" / f"{name}.yaml").read_text())
+            torch.manual_seed(0)
+            model = models.build(cfg, train.frame_shape, train.n_actions)
+            model.prepare(train.array("obs"))
+            params = sum(p.numel() for p in model.parameters())
+            steps, fps = (0, float("nan"))
+            if model.trainable:
+                sampler = WindowSampler(train, model.cfg.train.seq_len, seed=0)
+                steps, fps = train_for(model, sampler, args.seconds)
+            err = errors(model, test)
+            rows.append((name, params, steps, fps, err))
+            print(
+                f"  {name}: {params:,} params, {steps} steps, {fps:,.0f} frames/s, mse {err['mse']}",
+                file=sys.stderr,
+                flush=True,
+            )
+    head = (
+        " | ".join(f"MSE h={h}" for h in HORIZONS)
+        + " | "
+        + " | ".join(f"PSNR h={h}" for h in HORIZONS)
+    )
+    print(f"\n| family | params | steps in {args.seconds:.0f} s | train frames/s (CPU) | {head} |")
+    print("|---|---:|---:|---:|" + "---:|" * 2 * len(HORIZONS))
+    for name, params, steps, fps, err in rows:
+        cells = (
+            " | ".join(f"{v:.4f}" for v in err["mse"])
+            + " | "
+            + " | ".join(f"{v:.1f}" for v in err["psnr"])
+        )
+        print(f"| {name} | {params:,} | {steps} | {fps:,.0f} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
