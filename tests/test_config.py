@@ -30,7 +30,7 @@ def test_default_and_test_configs_validate(default):
 
     merged = copy.deepcopy(default)
     _merge(merged, overlay)
-    tiny = config.load(merged)
+    tiny = config.load(config.resolve_presets(merged, ROOT / "config" / "models"))
     assert tiny.models["rnn_deconv"].train.steps < cfg.models["rnn_deconv"].train.steps
 
 

@@ -205,3 +205,16 @@ def test_masked_steps_do_not_count():
 def test_unknown_arch_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model arch 'rnn_deconf'; expected one of"):
         models.build({"arch": "rnn_deconf"}, FRAME, 9)
+
+
+def test_mean_frame_learns_the_mean_training_frame(tmp_path, pong_spec):
+    from forward_models.data.collect import collect
+    from forward_models.data.zarr_store import open_rollouts
+
+    store = open_rollouts(collect(pong_spec, tmp_path / "s.zarr", 3, seed=0, progress=False))
+    m = models.build({"arch": "mean_frame"}, store.frame_shape, 9)
+    m.prepare(store.array("obs"))  # a lazy Zarr array, read in blocks
+    expected = store.array("obs")[:].mean(0).transpose(2, 0, 1) / 255
+    torch.testing.assert_close(m.mean, torch.from_numpy(expected).float())
+    out = m.rollout(torch.zeros(2, 3, *store.frame_shape), torch.zeros(2, 4, dtype=torch.long))
+    assert out.shape == (2, 4, *store.frame_shape) and torch.equal(out[1, 3], m.mean)

@@ -70,7 +70,8 @@ def test_every_output_exists_and_is_sane(run):
     assert set(metrics["predictor"]) == {"model", "copy_last"}
     assert set(metrics["metric"]) == {"mse", "psnr"} and metrics["horizon"].max() == 8
     summary = pd.read_csv(res / "eval/summary.csv")
-    assert len(summary) == 2 * 8 * 2  # predictor x horizon x metric
+    assert len(summary) == 2 * 2 * 8 * 2  # model x predictor x horizon x metric
+    assert set(summary["model"]) == {"rnn_deconv", "mean_frame"}
     mse = summary[summary.metric == "mse"]
     assert mse["mean"].between(0, 1).all() and (mse["episodes"] == 4).all()
 
@@ -83,9 +84,9 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
 
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
     exp = client.get_experiment_by_name("forward-models")
-    runs = client.search_runs([exp.experiment_id])
-    assert len(runs) == 1 and runs[0].info.run_name == "pong/rnn_deconv/seed0"
-    r = runs[0]
+    runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
+    assert set(runs) == {"pong/rnn_deconv/seed0", "pong/mean_frame/seed0"}
+    r = runs["pong/rnn_deconv/seed0"]
     assert r.data.params["model.arch"] == "rnn_deconv" and len(r.data.tags["git_commit"]) > 0
     assert len(client.get_metric_history(r.info.run_id, "train/loss")) == 4
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
@@ -101,20 +102,21 @@ def test_changing_one_model_reruns_only_its_jobs(run, tmp_path):
     overlay = tmp_path / "change.yaml"
     overlay.write_text(yaml.safe_dump({"models": {"rnn_deconv": {"hidden": 12}}}))
     out = snakemake(run, "-n", "--configfile", "config/test.yaml", str(overlay)).stdout
-    assert planned_rules(out) == {
-        "train",
-        "evaluate",
-        "aggregate",
-        "figure_error_vs_horizon",
-        "figure_rollout_strip",
-        "all",
+    assert planned_jobs(out) == {  # one job each: mean_frame's jobs and the rollouts stay done
+        "train": 1,
+        "evaluate": 1,
+        "aggregate": 1,
+        "figure_error_vs_horizon": 1,
+        "figure_rollout_strip": 1,
+        "all": 1,
     }
 
 
-def planned_rules(dry_run: str) -> set[str]:
-    """Rule names in the 'Job stats' table of a dry run."""
+def planned_jobs(dry_run: str) -> dict[str, int]:
+    """Rule name -> job count, from the 'Job stats' table of a dry run."""
     table = dry_run.split("Job stats:")[1].split("\n\n")[0].splitlines()
-    return {line.split()[0] for line in table[3:] if line.split() and line.split()[0] != "total"}
+    rows = [line.split() for line in table[3:] if line.split() and line.split()[0] != "total"]
+    return {row[0]: int(row[1]) for row in rows}
 
 
 def test_lint_is_clean():
@@ -143,3 +145,67 @@ def test_bad_config_fails_before_any_job(tmp_path, overlay, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (repo / "results").exists()
+
+
+def test_killed_training_resumes_when_the_workflow_reruns(tmp_path):
+    import os
+    import signal
+    import time
+
+    repo = scratch_repo(tmp_path)
+    long_run = {
+        "models": {"rnn_deconv": {"train": {"steps": 600, "checkpoint_every": 20}}},
+        "envs": {"pong": {"splits": {"train": {"episodes": 4}, "test": {"episodes": 2}}}},
+        "evaluation": {"episodes": 2},
+    }
+    (repo / "long.yaml").write_text(yaml.safe_dump(long_run))
+    target = "results/models/pong/rnn_deconv/seed0/checkpoint.pt"
+    # The target goes first: --configfile takes every following positional as a config file.
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        target,
+        "--cores",
+        "2",
+        "--configfile",
+        "config/test.yaml",
+        "long.yaml",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=repo, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    progress = repo / "results/models/pong/rnn_deconv/seed0/progress.pt"
+    deadline = time.time() + 300
+    while not progress.exists():
+        assert time.time() < deadline and proc.poll() is None, "training never checkpointed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)  # the job is killed between checkpoints
+    proc.wait(timeout=120)
+    assert not (repo / target).exists()
+    subprocess.run(cmd, cwd=repo, check=True, capture_output=True, timeout=600)
+    log = (repo / "results/logs/train/pong/rnn_deconv/seed0.log").read_text()
+    assert "resuming from" in log and (repo / target).exists() and not progress.exists()
+    steps = pd.read_csv(repo / "results/models/pong/rnn_deconv/seed0/train_log.csv")["step"]
+    assert steps.min() == 5 and steps.max() == 600  # the log spans the kill
+
+
+def test_every_preset_trains_and_evaluates_through_the_dag(tmp_path):
+    repo = scratch_repo(tmp_path)
+    tiny = {
+        "steps": 4,
+        "batch_size": 4,
+        "seq_len": 8,
+        "log_every": 2,
+        "val_every": 2,
+        "checkpoint_every": 2,
+    }
+    presets = sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml"))
+    zoo = {"models": {name: {"preset": name, "train": tiny} for name in presets}}
+    (repo / "zoo.yaml").write_text(yaml.safe_dump(zoo))
+    snakemake(repo, "--configfile", "config/test.yaml", "zoo.yaml")
+    summary = pd.read_csv(repo / "results/eval/summary.csv")
+    assert set(summary["model"]) >= set(presets)
+    assert summary["mean"].notna().all()
+    for name in presets:
+        assert (repo / f"results/figures/pong/{name}/seed0/rollout_strip.png").exists(), name

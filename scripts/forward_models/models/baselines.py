@@ -49,10 +49,11 @@ class MeanFrame(ForwardModel):
 
     def prepare(self, obs) -> None:
         mean = torch.zeros(self.frame_shape, dtype=torch.float64)
-        for i in range(0, len(obs), 4096):  # in blocks: a store may not fit in memory as floats
+        n = obs.shape[0]
+        for i in range(0, n, 4096):  # in blocks: a store may not fit in memory as floats
             block = torch.from_numpy(np.asarray(obs[i : i + 4096])).permute(0, 3, 1, 2)
             mean += block.double().sum(0) / 255.0
-        self.mean.copy_((mean / len(obs)).float())
+        self.mean.copy_((mean / n).float())
 
     def init_state(self, context):
         return context.shape[0]
