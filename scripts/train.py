@@ -63,7 +63,7 @@ def main(rollouts, model_cfg, mlflow, run_name, seed, out, threads=2, device="au
             on_log=lambda step, m: mlf.log_metrics(m, step=step),
             progress=progress,
         )
-        models.save(model.cpu(), out["checkpoint"], step=tcfg.steps)
+        models.save(model.cpu(), out["checkpoint"], step=tcfg.steps, env=data.attrs["env"])
         Path(out["config"]).write_text(yaml.safe_dump(resolved, sort_keys=False))
         log.to_csv(out["train_log"], index=False)
         sample = (val_data or train_data).gather(np.array([0]), np.array([0]))

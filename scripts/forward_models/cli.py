@@ -126,6 +126,14 @@ def contact_sheet(r, out: str, episodes: int = 4, frames: int = 8, scale: int = 
     Image.fromarray(sheet).save(out)
 
 
+def cmd_play(args) -> None:
+    from forward_models.play import play
+
+    keys = [set(k.split("+")) - {""} for k in args.keys.split(",")] if args.keys else None
+    frames = play(args.checkpoint, record=args.record, steps=args.steps, keys=keys, seed=args.seed)
+    print(f"played {len(frames)} steps" + (f", recorded {args.record}" if args.record else ""))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="forward-models", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -139,6 +147,16 @@ def main(argv=None) -> None:
     p.add_argument("--episodes", type=int, default=4, help="episodes (rows) in the sheet")
     p.add_argument("--frames", type=int, default=8, help="frames per episode in the sheet")
     p.set_defaults(fn=cmd_inspect)
+    p = sub.add_parser("play", help="play a trained checkpoint with the keyboard (pygame window)")
+    p.add_argument("checkpoint")
+    p.add_argument("--record", help="write what is shown to this .mp4 or .gif")
+    p.add_argument("--steps", type=int, help="stop after this many steps (default: until Esc)")
+    p.add_argument(
+        "--keys",
+        help="scripted held keys per step, comma-separated, '+' joins keys (e.g. 'w,w+up,,s'); cycles",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the true env's first precondition")
+    p.set_defaults(fn=cmd_play)
     args = ap.parse_args(argv)
     args.fn(args)
 

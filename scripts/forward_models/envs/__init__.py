@@ -15,6 +15,7 @@ from PIL import Image
 PONG_ID = "forward_models/TwoPlayerPong-v0"
 PONG_FIXED_ID = "forward_models/TwoPlayerPongFixed-v0"
 CUBE_CRASH_ID = "forward_models/CubeCrash-v0"
+DREAM_ID = "forward_models/Dream-v0"
 BUILTIN = {PONG_ID, PONG_FIXED_ID}  # these draw at any size; all others are rendered and resized
 
 
@@ -29,6 +30,8 @@ def register() -> None:
         gym.register_envs(ale_py)
     except ImportError:  # ALE ids then fail as unknown, with close matches
         pass
+    if DREAM_ID not in gym.registry:  # a trained checkpoint's dynamics (imports torch when made)
+        gym.register(DREAM_ID, entry_point="forward_models.play:Dream", max_episode_steps=1000)
     if CUBE_CRASH_ID not in gym.registry:
         gym.register(CUBE_CRASH_ID, entry_point="forward_models.envs.cube_crash:CubeCrash")
     if PONG_ID not in gym.registry:

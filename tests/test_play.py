@@ -1,0 +1,92 @@
+"""Playing learned models: the Dream-v0 env and the headless play window."""
+
+import os
+
+import gymnasium as gym
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from forward_models import models
+from forward_models.data.collect import EnvSpec, collect
+from forward_models.data.windows import WindowSampler
+from forward_models.data.zarr_store import open_rollouts
+from forward_models.envs import DREAM_ID
+from forward_models.models.base import TrainConfig
+from forward_models.training import train
+from gymnasium.utils.env_checker import check_env
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+
+from test_models import TINY  # noqa: E402
+
+FAMILIES = sorted(models.REGISTRY)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    spec = EnvSpec("forward_models/TwoPlayerPong-v0", 32, {}, 40, "pong", {"stochasticity": 0.5})
+    return open_rollouts(
+        collect(spec, tmp_path_factory.mktemp("d") / "s.zarr", 4, seed=0, progress=False)
+    )
+
+
+@pytest.fixture(scope="module")
+def checkpoints(store, tmp_path_factory):
+    out = {}
+    for arch in FAMILIES:
+        d = tmp_path_factory.mktemp(arch)
+        model = models.build(
+            {"arch": arch, "precondition": 2, **TINY.get(arch, {})}, store.frame_shape, 9
+        )
+        model.prepare(store.array("obs"))
+        cfg = TrainConfig(steps=3, batch_size=2, seq_len=6, log_every=1)
+        train(model, WindowSampler(store, 6, seed=0), None, cfg, d, device="cpu", progress=False)
+        models.save(model, d / "checkpoint.pt", env=store.attrs["env"])
+        out[arch] = d / "checkpoint.pt"
+    return out
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_dream_env_passes_check_env(checkpoints, arch):
+    env = gym.make(DREAM_ID, checkpoint=str(checkpoints[arch]))
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, _ = env.reset(seed=3)
+    assert obs.shape == (32, 32, 3) and obs.dtype == np.uint8
+    obs2, reward, term, trunc, _ = env.step(env.action_space.sample())
+    assert obs2.shape == obs.shape and not term
+
+
+def test_dream_is_deterministic_given_seed_and_actions(checkpoints):
+    env = gym.make(DREAM_ID, checkpoint=str(checkpoints["rnn_deconv"]))
+    runs = []
+    for _ in range(2):
+        frames = [env.reset(seed=5)[0]]
+        frames += [env.step(a)[0] for a in [0, 4, 8, 8, 2]]
+        runs.append(np.stack(frames))
+    np.testing.assert_array_equal(*runs)
+
+
+def test_play_headless_records_100_frames_that_follow_the_keys(checkpoints, tmp_path):
+    from forward_models.cli import main
+
+    ckpt = str(checkpoints["rnn_deconv"])
+    main(
+        [
+            "play",
+            ckpt,
+            "--steps",
+            "100",
+            "--record",
+            str(tmp_path / "a.mp4"),
+            "--keys",
+            "w,w+up,s+down,",
+        ]
+    )
+    main(
+        ["play", ckpt, "--steps", "100", "--record", str(tmp_path / "b.mp4"), "--keys", "s,s+down,"]
+    )
+    a, b = iio.imread(tmp_path / "a.mp4"), iio.imread(tmp_path / "b.mp4")
+    assert len(a) == 100 and len(b) == 100
+    assert a.std(axis=0).mean() > 0  # the picture changes over time
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.5  # and depends on the keys held
