@@ -1,6 +1,6 @@
 """Rule `evaluate`: open-loop error against horizon on the test split, model vs copy-last-frame.
 
-Standalone: python scripts/evaluate.py CHECKPOINT TEST.zarr METRICS.parquet EXAMPLES.npz
+Standalone: python scripts/evaluate.py CHECKPOINT TEST.zarr TRAIN.zarr METRICS.parquet EXAMPLES.npz
 """
 
 import sys
@@ -16,6 +16,7 @@ from forward_models.training import pick_device
 def main(
     checkpoint,
     rollouts,
+    train,
     horizon,
     episodes,
     labels,
@@ -26,11 +27,12 @@ def main(
 ):
     torch.set_num_threads(threads)
     model = models.load(checkpoint, map_location=pick_device(device))
-    table, examples = evaluate(model, open_rollouts(rollouts), horizon, episodes, labels)
+    train_obs = open_rollouts(train).array("obs")  # the mean-frame baseline's training frames
+    table, examples = evaluate(model, open_rollouts(rollouts), horizon, episodes, labels, train_obs)
     table.to_parquet(metrics_out, index=False)
     np.savez_compressed(examples_out, **examples)
     mean = table[table["metric"] == "mse"].groupby("predictor")["value"].mean()
-    print("mean open-loop MSE:", mean.to_dict())
+    print("mean MSE over horizons:", mean.to_dict())
 
 
 if "snakemake" in globals():
@@ -40,6 +42,7 @@ if "snakemake" in globals():
         main(
             snakemake.input.checkpoint,
             snakemake.input.rollouts,
+            snakemake.input.train,
             ev["horizon"],
             ev["episodes"],
             {"env": wc.env, "model": wc.model, "seed": int(wc.seed)},
@@ -49,5 +52,5 @@ if "snakemake" in globals():
             snakemake.params.device,
         )
 elif __name__ == "__main__":
-    ckpt, store, metrics, examples = sys.argv[1:5]
-    main(ckpt, store, 32, 100, {"env": "?", "model": "?", "seed": 0}, metrics, examples)
+    ckpt, store, train, metrics, examples = sys.argv[1:6]
+    main(ckpt, store, train, 32, 100, {"env": "?", "model": "?", "seed": 0}, metrics, examples)

@@ -67,10 +67,10 @@ def test_every_output_exists_and_is_sane(run):
     assert log["step"].max() == 20 and np.isfinite(log["value"]).all()
 
     metrics = pd.read_parquet(res / "eval/pong/rnn_deconv/seed0/metrics.parquet")
-    assert set(metrics["predictor"]) == {"model", "copy_last"}
-    assert set(metrics["metric"]) == {"mse", "psnr"} and metrics["horizon"].max() == 8
+    assert set(metrics["predictor"]) == {"model", "copy_last", "mean_frame"}
+    assert set(metrics["metric"]) == {"mse", "psnr", "ssim"} and metrics["horizon"].max() == 8
     summary = pd.read_csv(res / "eval/summary.csv")
-    assert len(summary) == 2 * 2 * 8 * 2  # model x predictor x horizon x metric
+    assert len(summary) == 2 * 3 * 8 * 3  # model x predictor x horizon x metric
     assert set(summary["model"]) == {"rnn_deconv", "mean_frame"}
     mse = summary[summary.metric == "mse"]
     assert mse["mean"].between(0, 1).all() and (mse["episodes"] == 4).all()

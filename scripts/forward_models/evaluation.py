@@ -15,8 +15,9 @@ from forward_models import models
 from forward_models.data.windows import WindowSampler
 from forward_models.data.zarr_store import Rollouts
 from forward_models.models.base import ForwardModel, split_window
+from forward_models.models.frame_fed import FrameFed
 
-METRICS = ("mse", "psnr")
+METRICS = ("mse", "psnr", "ssim")
 
 
 def eval_windows(rollouts: Rollouts, precondition: int, horizon: int, episodes: int) -> dict:
@@ -49,9 +50,19 @@ def predict(
 
 
 def step_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per episode and step (E, T): MSE on [0, 1] pixels and PSNR in dB (capped at 100)."""
+    """Per episode and step (E, T): MSE on [0, 1] pixels, PSNR in dB (capped at 100) and SSIM."""
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
     mse = ((pred - truth) ** 2).flatten(2).mean(-1).clamp_min(1e-10)
-    return {"mse": mse.numpy(), "psnr": (10 * torch.log10(1.0 / mse)).numpy()}
+    e, t = mse.shape
+    s = ssim(
+        pred.flatten(0, 1).float(), truth.flatten(0, 1).float(), data_range=1.0, reduction="none"
+    )
+    return {
+        "mse": mse.numpy(),
+        "psnr": (10 * torch.log10(1.0 / mse)).numpy(),
+        "ssim": s.view(e, t).numpy(),
+    }
 
 
 def tidy(errors: dict[str, np.ndarray], episodes: np.ndarray, **labels) -> pd.DataFrame:
@@ -74,15 +85,42 @@ def tidy(errors: dict[str, np.ndarray], episodes: np.ndarray, **labels) -> pd.Da
     return df
 
 
-def evaluate(model: ForwardModel, rollouts: Rollouts, horizon: int, episodes: int, labels: dict):
-    """Errors against horizon for ``model`` and copy-last-frame, and the arrays for figures."""
+def evaluate(
+    model: ForwardModel,
+    rollouts: Rollouts,
+    horizon: int,
+    episodes: int,
+    labels: dict,
+    train_obs=None,
+):
+    """Errors against horizon, and the arrays for figures.
+
+    Predictors: ``model`` (open loop), ``copy_last`` and, given the training frames
+    ``train_obs``, ``mean_frame``; for families that read frames also ``model_one_step``
+    (teacher forced: every step reads the true previous frame).
+    """
     p = model.cfg.precondition
     batch = eval_windows(rollouts, p, horizon, episodes)
     truth = batch["obs"][:, p:]
-    baseline = models.build(
-        {"arch": "copy_last", "precondition": p}, model.frame_shape, model.n_actions
+    preds = {"model": predict(model, batch, p)}
+    if isinstance(model, FrameFed):
+        with torch.no_grad():
+            context, actions, target, _ = split_window(batch, p)
+            preds["model_one_step"] = (
+                model.eval().teacher_forced(context, actions, target).float().clamp(0, 1)
+            )
+    baselines = (
+        {"copy_last": None, "mean_frame": train_obs}
+        if train_obs is not None
+        else {"copy_last": None}
     )
-    preds = {"model": predict(model, batch, p), "copy_last": predict(baseline, batch, p)}
+    for arch, data in baselines.items():
+        base = models.build(
+            {"arch": arch, "precondition": p}, model.frame_shape, model.n_actions, model.action_dim
+        )
+        if data is not None:
+            base.prepare(data)
+        preds[arch] = predict(base, batch, p)
     ids = batch["episode"].numpy()
     table = pd.concat(
         [

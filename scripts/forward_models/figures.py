@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-LABELS = {"mse": "MSE per pixel ([0, 1] intensities)", "psnr": "PSNR (dB)"}
+LABELS = {"mse": "MSE per pixel ([0, 1] intensities)", "psnr": "PSNR (dB)", "ssim": "SSIM"}
+BASELINES = {"copy_last": "copy last frame", "mean_frame": "mean training frame"}
 
 
 def error_vs_horizon(
@@ -21,10 +22,12 @@ def error_vs_horizon(
 ) -> None:
     """One panel per env; one line per model (and the copy-last baseline); band = range over seeds."""
     df = summary[summary["metric"] == metric].copy()
-    base = df[df["predictor"] == "copy_last"].copy()
-    base["model"] = "copy last frame"
-    base = base.drop_duplicates(["env", "seed", "horizon"])  # the same for every model
-    df = pd.concat([df[df["predictor"] == "model"], base], ignore_index=True)
+    parts = [df[df["predictor"] == "model"]]
+    for predictor, label in BASELINES.items():
+        base = df[df["predictor"] == predictor].copy()
+        base["model"] = label
+        parts.append(base.drop_duplicates(["env", "seed", "horizon"]))  # the same for every model
+    df = pd.concat(parts, ignore_index=True)
     with plt.style.context(style or "default"):
         g = sns.relplot(
             data=df,
@@ -45,7 +48,11 @@ def error_vs_horizon(
         g.set_titles("{col_name}")
         if metric == "mse":
             g.set(yscale="log")
-        sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.95), frameon=False)
+        n = df["model"].nunique()
+        sns.move_legend(
+            g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(n, 4), title=None, frameon=False
+        )
+        g.tight_layout()
         g.savefig(out, bbox_inches="tight")
         plt.close(g.figure)
 

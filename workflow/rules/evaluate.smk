@@ -2,6 +2,7 @@ rule evaluate:
     input:
         checkpoint="results/models/{env}/{model}/seed{seed}/checkpoint.pt",
         rollouts="results/rollouts/{env}/test.zarr",
+        train="results/rollouts/{env}/train.zarr",
     output:
         metrics="results/eval/{env}/{model}/seed{seed}/metrics.parquet",
         examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",

@@ -28,16 +28,23 @@ class FrameFed(ForwardModel):
 
     def loss(self, batch):
         context, actions, target, mask = split_window(batch, self.cfg.precondition)
-        if not (self.training and self.cfg.teacher_forcing):
-            pred = self.rollout(context, actions)
+        if self.training and self.cfg.teacher_forcing:
+            pred = self.teacher_forced(context, actions, target, self.cfg.sampling)
         else:
-            inputs = torch.cat([context[:, -1:], target[:, :-1]], 1)  # true frame before each step
-            state, frames = self.init_state(context), []
-            for t in range(actions.shape[1]):
-                if t > 0 and not (self.cfg.sampling and torch.rand(()) < self.cfg.sampling):
-                    state = {**state, "frame": inputs[:, t]}
-                frame, state = self.step(state, actions[:, t])
-                frames.append(frame)
-            pred = torch.stack(frames, 1)
+            pred = self.rollout(context, actions)
         loss = masked_loss(pred, target, mask, self.cfg.train.loss)
         return loss, {"loss": loss.item()}
+
+    def teacher_forced(self, context, actions, target, sampling: float = 0.0) -> torch.Tensor:
+        """Predictions when step t reads the true frame before it (``target[t - 1]``).
+
+        With ``sampling`` > 0, each step reads the model's own prediction with that probability.
+        """
+        inputs = torch.cat([context[:, -1:], target[:, :-1]], 1)  # true frame before each step
+        state, frames = self.init_state(context), []
+        for t in range(actions.shape[1]):
+            if t > 0 and not (sampling and torch.rand(()) < sampling):
+                state = {**state, "frame": inputs[:, t]}
+            frame, state = self.step(state, actions[:, t])
+            frames.append(frame)
+        return torch.stack(frames, 1)

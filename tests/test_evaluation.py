@@ -1,0 +1,50 @@
+import numpy as np
+import pytest
+import torch
+from forward_models import models
+from forward_models.data.collect import collect
+from forward_models.data.zarr_store import open_rollouts
+from forward_models.evaluation import evaluate, step_errors, summarize
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    from forward_models.data.collect import EnvSpec
+
+    spec = EnvSpec("forward_models/TwoPlayerPong-v0", 32, {}, 60, "pong", {"stochasticity": 0.3})
+    return open_rollouts(
+        collect(spec, tmp_path_factory.mktemp("e") / "s.zarr", 6, seed=0, progress=False)
+    )
+
+
+def test_metrics_of_a_perfect_and_a_wrong_prediction():
+    truth = torch.rand(2, 3, 3, 32, 32)
+    perfect, wrong = step_errors(truth, truth), step_errors(1 - truth, truth)
+    assert np.allclose(perfect["ssim"], 1) and (perfect["psnr"] == 100).all()
+    assert (wrong["mse"] > 0.1).all() and (wrong["ssim"] < 0.5).all()
+
+
+def test_evaluate_reports_every_predictor_and_metric(store):
+    model = models.build(
+        {"arch": "conv_gru_residual", "precondition": 2, "channels": 8, "hidden": 8}, (3, 32, 32), 9
+    )
+    table, examples = evaluate(
+        model, store, 8, 4, {"env": "pong", "model": "m", "seed": 0}, store.array("obs")
+    )
+    assert set(table["predictor"]) == {"model", "model_one_step", "copy_last", "mean_frame"}
+    assert set(table["metric"]) == {"mse", "psnr", "ssim"}
+    assert table.groupby(["predictor", "metric"]).size().eq(4 * 8).all()  # episodes x horizons
+    assert examples["prediction"].shape == (4, 8, 32, 32, 3) and examples["context"].shape[1] == 2
+    s = summarize([table])
+    assert {"mean", "std", "episodes"} <= set(s.columns) and (s["episodes"] == 4).all()
+
+
+def test_one_step_error_is_not_worse_than_open_loop_for_copying(store):
+    """A copy-prior model at init: reading true frames (one step) beats reading its own (open loop)."""
+    torch.manual_seed(0)
+    model = models.build(
+        {"arch": "conv_gru_residual", "precondition": 2, "channels": 8, "hidden": 8}, (3, 32, 32), 9
+    )
+    table, _ = evaluate(model, store, 8, 4, {"env": "pong"})
+    mse = table[table.metric == "mse"].groupby(["predictor", "horizon"])["value"].mean()
+    assert mse["model_one_step"][8] <= mse["model"][8]
