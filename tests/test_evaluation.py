@@ -48,3 +48,45 @@ def test_one_step_error_is_not_worse_than_open_loop_for_copying(store):
     table, _ = evaluate(model, store, 8, 4, {"env": "pong"})
     mse = table[table.metric == "mse"].groupby(["predictor", "horizon"])["value"].mean()
     assert mse["model_one_step"][8] <= mse["model"][8]
+
+
+def test_leaderboard_interval_over_seeds_and_order():
+    import pandas as pd
+    from forward_models.evaluation import leaderboard, leaderboard_markdown
+
+    rows = []
+    for seed, (good, bad) in enumerate([(0.010, 0.030), (0.012, 0.034), (0.014, 0.032)]):
+        for model, value in (("good", good), ("bad", bad)):
+            rows.append(
+                dict(
+                    env="pong",
+                    model=model,
+                    seed=seed,
+                    predictor="model",
+                    horizon=1,
+                    metric="mse",
+                    mean=value,
+                )
+            )
+            rows.append(
+                dict(
+                    env="pong",
+                    model=model,
+                    seed=seed,
+                    predictor="copy_last",
+                    horizon=1,
+                    metric="mse",
+                    mean=0.05,
+                )
+            )
+    board = leaderboard(pd.DataFrame(rows), [1])
+    good = board[board.model == "good"].iloc[0]
+    assert good["seeds"] == 3 and np.isclose(good["mean"], 0.012)
+    assert np.isclose(
+        good["ci95"], 4.302652729911275 * 0.002 / np.sqrt(3)
+    )  # t(0.975, 2) * sd / sqrt(n)
+    assert (
+        board[board.model == "copy_last"].iloc[0]["seeds"] == 3
+    )  # counted once per seed, not per model
+    md = leaderboard_markdown(board)
+    assert md.index("| good |") < md.index("| bad |") < md.index("| copy_last |")

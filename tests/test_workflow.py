@@ -75,6 +75,8 @@ def test_every_output_exists_and_is_sane(run):
     mse = summary[summary.metric == "mse"]
     assert mse["mean"].between(0, 1).all() and (mse["episodes"] == 4).all()
 
+    board = (res / "eval/leaderboard.md").read_text()
+    assert "| rnn_deconv | 1 |" in board and "| copy_last | 1 |" in board and "h=8" in board
     for fig in ("figures/error_vs_horizon.png", "figures/pong/rnn_deconv/seed0/rollout_strip.png"):
         assert (res / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
 
@@ -106,6 +108,7 @@ def test_changing_one_model_reruns_only_its_jobs(run, tmp_path):
         "train": 1,
         "evaluate": 1,
         "aggregate": 1,
+        "leaderboard": 1,
         "figure_error_vs_horizon": 1,
         "figure_rollout_strip": 1,
         "all": 1,

@@ -85,6 +85,8 @@ class EvaluationConfig(Strict):
     """Open-loop steps predicted after the precondition."""
     episodes: int = Field(50, ge=1)
     """Test episodes evaluated (the first ones with enough steps)."""
+    leaderboard: list[int] = [1, 8, 16, 32]
+    """Horizons shown in the leaderboard (those beyond ``horizon`` are left out)."""
 
 
 class ExperimentBase(Strict):

@@ -149,3 +149,49 @@ def summarize(tables: list[pd.DataFrame]) -> pd.DataFrame:
     keys = ["env", "model", "seed", "predictor", "horizon", "metric"]
     out = df.groupby(keys, sort=True)["value"].agg(["mean", "std", "count"]).reset_index()
     return out.rename(columns={"count": "episodes"})
+
+
+def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse") -> pd.DataFrame:
+    """Mean over seeds and 95% t-interval half-width at ``horizons``, per env and predictor.
+
+    Rows are every model plus the baselines (``copy_last``, ``mean_frame``; the same for every
+    model, counted once per seed). With one seed the interval is undefined (NaN).
+    """
+    from scipy import stats
+
+    df = summary[(summary["metric"] == metric) & summary["horizon"].isin(horizons)]
+    runs = df[df["predictor"] == "model"]
+    base = df[df["predictor"].isin(["copy_last", "mean_frame"])].drop_duplicates(
+        ["env", "seed", "predictor", "horizon"]
+    )
+    base = base.assign(model=base["predictor"])
+    both = pd.concat([runs, base], ignore_index=True)
+    g = both.groupby(["env", "model", "horizon"])["mean"]
+    out = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "seeds"})
+    t = stats.t.ppf(0.975, (out["seeds"] - 1).clip(lower=1))
+    out["ci95"] = np.where(out["seeds"] > 1, t * out["std"] / np.sqrt(out["seeds"]), np.nan)
+    return out.drop(columns="std")
+
+
+def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
+    """One table per env: models sorted by their mean over the horizons, best first."""
+    lines = []
+    for env, df in board.groupby("env"):
+        cell = df.assign(
+            text=[
+                f"{m:.4f}" + ("" if np.isnan(c) else f" ± {c:.4f}")
+                for m, c in zip(df["mean"], df["ci95"], strict=True)
+            ]
+        )
+        wide = cell.pivot(index="model", columns="horizon", values="text")
+        order = df.groupby("model")["mean"].mean().sort_values().index
+        seeds = df.groupby("model")["seeds"].max()
+        hs = list(wide.columns)
+        lines += [f"## {env}: open-loop {metric.upper()} (mean ± 95% interval over seeds)", ""]
+        lines.append("| model | seeds | " + " | ".join(f"h={h}" for h in hs) + " |")
+        lines.append("|---|---:|" + "---:|" * len(hs))
+        lines += [
+            f"| {m} | {seeds[m]} | " + " | ".join(wide.loc[m, h] for h in hs) + " |" for m in order
+        ]
+        lines.append("")
+    return "\n".join(lines)

@@ -41,6 +41,11 @@ def all_figures():
     )
 
 
+def leaderboard_horizons():
+    ev = CFG.evaluation
+    return [h for h in ev.leaderboard if h <= ev.horizon] or [ev.horizon]
+
+
 def env_params(wildcards):
     return CFG.envs[wildcards.env].model_dump(mode="json")
 

@@ -39,3 +39,24 @@ rule aggregate:
         "../../envs/evaluate.yaml"
     script:
         "../../scripts/aggregate.py"
+
+
+rule leaderboard:
+    input:
+        summary="results/eval/summary.csv",
+    output:
+        csv="results/eval/leaderboard.csv",
+        markdown=report(
+            "results/eval/leaderboard.md",
+            caption="../report/leaderboard.rst",
+            category="Evaluation",
+            labels={"table": "leaderboard"},
+        ),
+    log:
+        "results/logs/leaderboard.log",
+    conda:
+        "../../envs/evaluate.yaml"
+    params:
+        horizons=leaderboard_horizons(),
+    script:
+        "../../scripts/leaderboard.py"
