@@ -110,6 +110,7 @@ def test_changing_one_model_reruns_only_its_jobs(run, tmp_path):
         "aggregate": 1,
         "leaderboard": 1,
         "figure_error_vs_horizon": 1,
+        "figure_training": 1,
         "figure_rollout_strip": 1,
         "all": 1,
     }

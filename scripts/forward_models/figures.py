@@ -106,3 +106,46 @@ def side_by_side(truth: np.ndarray, pred: np.ndarray, scale: int = 4) -> np.ndar
 
 def rollout_gif(truth: np.ndarray, pred: np.ndarray, out: str | Path, fps: int = 10) -> None:
     imageio.mimsave(out, list(side_by_side(truth, pred)), duration=1000 / fps, loop=0)
+
+
+def training_curves(logs: pd.DataFrame, out: str | Path, style=None) -> None:
+    """Train and validation loss against step; one panel per env, hue = model, band over seeds."""
+    df = logs[logs["metric"] == "loss"].rename(columns={"split": "loss on"})
+    with plt.style.context(style or "default"):
+        g = sns.relplot(
+            data=df,
+            x="step",
+            y="value",
+            hue="model",
+            style="loss on",
+            col="env",
+            kind="line",
+            errorbar=("pi", 100),
+            height=3.6,
+            aspect=1.3,
+            facet_kws={"sharey": False},
+        )
+        g.set_axis_labels("optimiser step", "loss (per pixel, as trained)")
+        g.set_titles("{col_name}")
+        g.set(yscale="log")
+        sns.move_legend(
+            g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, title=None, frameon=False
+        )
+        g.tight_layout()
+        g.savefig(out, bbox_inches="tight")
+        plt.close(g.figure)
+
+
+def params_vs_error(runs: pd.DataFrame, out: str | Path, style=None) -> None:
+    """The thesis' sweep chart: parameter count against mean open-loop MSE, one point per run."""
+    with plt.style.context(style or "default"):
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        sns.scatterplot(data=runs, x="parameters", y="mse", hue="model", style="env", s=60, ax=ax)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("trainable parameters")
+        ax.set_ylabel("open-loop MSE per pixel, mean over horizons")
+        sns.move_legend(ax, "upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+        fig.tight_layout()
+        fig.savefig(out, bbox_inches="tight")
+        plt.close(fig)

@@ -36,9 +36,10 @@ def all_runs(pattern):
 
 
 def all_figures():
-    return ["results/figures/error_vs_horizon.png"] + all_runs(
-        "results/figures/{env}/{model}/seed{seed}/rollout_strip.png"
-    )
+    return [
+        "results/figures/error_vs_horizon.png",
+        "results/figures/training_curves.png",
+    ] + all_runs("results/figures/{env}/{model}/seed{seed}/rollout_strip.png")
 
 
 def leaderboard_horizons():

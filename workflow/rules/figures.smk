@@ -29,9 +29,43 @@ rule figure_rollout_strip:
             subcategory="{env}",
             labels={"model": "{model}", "seed": "{seed}", "figure": "strip"},
         ),
+        gif=report(
+            "results/figures/{env}/{model}/seed{seed}/test_rollout.gif",
+            caption="../report/test_gif.rst",
+            category="Rollouts",
+            subcategory="{env}",
+            labels={"model": "{model}", "seed": "{seed}", "figure": "test GIF"},
+        ),
     log:
         "results/logs/figures/{env}/{model}/seed{seed}/rollout_strip.log",
     conda:
         "../../envs/figures.yaml"
     script:
         "../../scripts/figure_rollout.py"
+
+
+rule figure_training:
+    input:
+        logs=all_runs("results/models/{env}/{model}/seed{seed}/train_log.csv"),
+        checkpoints=all_runs("results/models/{env}/{model}/seed{seed}/checkpoint.pt"),
+        summary="results/eval/summary.csv",
+        style=STYLE,
+    output:
+        curves=report(
+            "results/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+            labels={"figure": "training curves"},
+        ),
+        params=report(
+            "results/figures/params_vs_error.png",
+            caption="../report/params_vs_error.rst",
+            category="Evaluation",
+            labels={"figure": "parameters vs error"},
+        ),
+    log:
+        "results/logs/figures/training.log",
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../../scripts/figure_training.py"
