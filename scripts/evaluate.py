@@ -4,10 +4,11 @@ Standalone: python scripts/evaluate.py CHECKPOINT TEST.zarr TRAIN.zarr METRICS.p
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-from forward_models import models
+from forward_models import models, tracking
 from forward_models.data.zarr_store import open_rollouts
 from forward_models.evaluation import evaluate
 from forward_models.training import pick_device
@@ -24,6 +25,8 @@ def main(
     examples_out,
     threads=2,
     device="auto",
+    mlflow=None,
+    run_id=None,
 ):
     torch.set_num_threads(threads)
     model = models.load(checkpoint, map_location=pick_device(device))
@@ -33,6 +36,18 @@ def main(
     np.savez_compressed(examples_out, **examples)
     mean = table[table["metric"] == "mse"].groupby("predictor")["value"].mean()
     print("mean MSE over horizons:", mean.to_dict())
+    if mlflow and run_id:  # on the training run, so `mlflow ui` compares models by test error
+        tracking.log_to_run(
+            mlflow["tracking_uri"], run_id, run_metrics(table), [metrics_out], "eval"
+        )
+
+
+def run_metrics(table) -> dict[str, float]:
+    """eval/{metric}_h{h} of the model at every horizon, and each metric's mean over horizons."""
+    model = table[table["predictor"] == "model"].groupby(["metric", "horizon"])["value"].mean()
+    out = {f"eval/{m}_h{h}": v for (m, h), v in model.items()}
+    out.update({f"eval/{m}_mean": v for m, v in model.groupby(level="metric").mean().items()})
+    return out
 
 
 if "snakemake" in globals():
@@ -50,6 +65,8 @@ if "snakemake" in globals():
             snakemake.output.examples,
             snakemake.threads,
             snakemake.params.device,
+            snakemake.params.mlflow,
+            Path(snakemake.input.run_id).read_text().strip(),
         )
 elif __name__ == "__main__":
     ckpt, store, train, metrics, examples = sys.argv[1:6]

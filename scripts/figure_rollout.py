@@ -1,8 +1,10 @@
 """Rule `figure_rollout_strip`: truth / prediction / |difference| of a test episode (PNG and GIF)."""
 
 import sys
+from pathlib import Path
 
 import numpy as np
+from forward_models import tracking
 from forward_models.figures import rollout_gif, rollout_strip
 
 
@@ -21,6 +23,11 @@ if "snakemake" in globals():
             snakemake.input.style,
             snakemake.output.figure,
             snakemake.output.gif,
+        )
+        run_id = Path(snakemake.input.run_id).read_text().strip()
+        uri = snakemake.params.mlflow["tracking_uri"]
+        tracking.log_to_run(
+            uri, run_id, artifacts=[snakemake.output.figure, snakemake.output.gif], folder="figures"
         )
 elif __name__ == "__main__":
     main(*sys.argv[1:4])

@@ -36,17 +36,20 @@ def main(rollouts, model_cfg, mlflow, run_name, seed, out, threads=2, device="au
         "rollouts": str(rollouts),
         "env": data.attrs["env"],
     }
-    run_id_file = out_dir / "mlflow_run_id"
+    # Snakemake deletes a failed job's outputs, so the id a resumed job continues is kept beside
+    # progress.pt in a file that is not an output.
+    resume_file = out_dir / ".mlflow_run_id"
     run_id = (
-        run_id_file.read_text().strip()
-        if run_id_file.exists() and (out_dir / PROGRESS).exists()
+        resume_file.read_text().strip()
+        if resume_file.exists() and (out_dir / PROGRESS).exists()
         else None
     )
     tags = {"git_commit": tracking.git_commit(), "config_hash": tracking.config_hash(resolved)}
     with tracking.start_run(
         mlflow["tracking_uri"], mlflow["experiment"], run_name, run_id, tags
     ) as run:
-        run_id_file.write_text(run.info.run_id)
+        resume_file.write_text(run.info.run_id)
+        Path(out["run_id"]).write_text(run.info.run_id)
         import mlflow as mlf
 
         if run_id is None:
@@ -73,6 +76,7 @@ def main(rollouts, model_cfg, mlflow, run_name, seed, out, threads=2, device="au
         for key in ("checkpoint", "config", "train_log", "gif"):
             mlf.log_artifact(out[key])
     (out_dir / PROGRESS).unlink(missing_ok=True)
+    resume_file.unlink(missing_ok=True)
 
 
 if "snakemake" in globals():
@@ -109,6 +113,7 @@ elif __name__ == "__main__":
             ("config", "config.yaml"),
             ("train_log", "train_log.csv"),
             ("gif", "rollout.gif"),
+            ("run_id", "mlflow_run_id"),
         ]
     }
     main(

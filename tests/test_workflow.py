@@ -92,7 +92,21 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
     assert r.data.params["model.arch"] == "rnn_deconv" and len(r.data.tags["git_commit"]) > 0
     assert len(client.get_metric_history(r.info.run_id, "train/loss")) == 4
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
-    assert {"checkpoint.pt", "rollout.gif", "train_log.csv", "config.yaml"} <= artifacts
+    assert {
+        "checkpoint.pt",
+        "rollout.gif",
+        "train_log.csv",
+        "config.yaml",
+        "eval",
+        "figures",
+    } <= artifacts
+    assert {a.path for a in client.list_artifacts(r.info.run_id, "figures")} == {
+        "figures/rollout_strip.png",
+        "figures/test_rollout.gif",
+    }
+    assert (
+        0 < r.data.metrics["eval/mse_h1"] < 1 and "eval/ssim_mean" in r.data.metrics
+    )  # test error on the run
 
 
 def test_second_run_has_nothing_to_do(run):

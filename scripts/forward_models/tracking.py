@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -65,3 +66,17 @@ def git_commit(path: str | Path = ".") -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def log_to_run(
+    uri: str, run_id: str, metrics: dict[str, float] | None = None, artifacts=(), folder=None
+) -> None:
+    """Add metrics and artifact files to an existing run (evaluation and figures of a training run)."""
+    client = MlflowClient(tracking_uri=uri)
+    if metrics:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+    for path in artifacts:
+        client.log_artifact(run_id, str(path), artifact_path=folder)

@@ -3,6 +3,7 @@ rule evaluate:
         checkpoint="results/models/{env}/{model}/seed{seed}/checkpoint.pt",
         rollouts="results/rollouts/{env}/test.zarr",
         train="results/rollouts/{env}/train.zarr",
+        run_id="results/models/{env}/{model}/seed{seed}/mlflow_run_id",
     output:
         metrics="results/eval/{env}/{model}/seed{seed}/metrics.parquet",
         examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",
@@ -18,6 +19,7 @@ rule evaluate:
         runtime=30,
     params:
         evaluation=CFG.evaluation.model_dump(),
+        mlflow=CFG.mlflow.model_dump(),
         device=CFG.device,
     script:
         "../../scripts/evaluate.py"

@@ -20,6 +20,7 @@ rule figure_error_vs_horizon:
 rule figure_rollout_strip:
     input:
         examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",
+        run_id="results/models/{env}/{model}/seed{seed}/mlflow_run_id",
         style=STYLE,
     output:
         figure=report(
@@ -40,6 +41,8 @@ rule figure_rollout_strip:
         "results/logs/figures/{env}/{model}/seed{seed}/rollout_strip.log",
     conda:
         "../../envs/figures.yaml"
+    params:
+        mlflow=CFG.mlflow.model_dump(),
     script:
         "../../scripts/figure_rollout.py"
 

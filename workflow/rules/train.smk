@@ -19,6 +19,7 @@ rule train:
         checkpoint="results/models/{env}/{model}/seed{seed}/checkpoint.pt",
         config="results/models/{env}/{model}/seed{seed}/config.yaml",
         train_log="results/models/{env}/{model}/seed{seed}/train_log.csv",
+        run_id="results/models/{env}/{model}/seed{seed}/mlflow_run_id",
         gif=report(
             "results/models/{env}/{model}/seed{seed}/rollout.gif",
             caption="../report/rollout_gif.rst",
