@@ -20,7 +20,6 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-
 from forward_models import models  # noqa: E402
 from forward_models.data.collect import EnvSpec, collect  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402

@@ -227,3 +227,5 @@ def test_every_preset_trains_and_evaluates_through_the_dag(tmp_path):
     assert summary["mean"].notna().all()
     for name in presets:
         assert (repo / f"results/figures/pong/{name}/seed0/rollout_strip.png").exists(), name
+    assets = repo / "results/figures/pong/asset_stn/seed0"
+    assert (assets / "assets.png").stat().st_size > 0 and (assets / "assets.gif").stat().st_size > 0

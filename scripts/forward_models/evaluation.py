@@ -134,6 +134,7 @@ def evaluate(
         "context": _u8(batch["obs"][:8, :p]),
         "truth": _u8(truth[:8]),
         "prediction": _u8(preds["model"][:8]),
+        "action": batch["action"][:8, p - 1 : -1].numpy(),  # the actions behind each prediction
     }
     return table, examples
 

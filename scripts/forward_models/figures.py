@@ -149,3 +149,78 @@ def params_vs_error(runs: pd.DataFrame, out: str | Path, style=None) -> None:
         fig.tight_layout()
         fig.savefig(out, bbox_inches="tight")
         plt.close(fig)
+
+
+def asset_frames(model, context, actions, steps: int) -> dict[str, np.ndarray]:
+    """Step an asset model; its sprites, warped sprites, composites and transforms per step."""
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        state, warped, frames, thetas = model.init_state(context), [], [], []
+        for t in range(min(steps, actions.shape[1])):
+            frame, state = model.step(state, actions[:, t])
+            warped.append(state["warped"][0])
+            frames.append(frame[0])
+            thetas.append(state["theta"][0])
+        u8 = lambda x: (x.clamp(0, 1) * 255).byte().permute(*range(x.dim() - 3), -2, -1, -3).numpy()  # noqa: E731
+        return {
+            "sprites": u8(model.assets()),  # (K, H, W, C)
+            "warped": u8(torch.stack(warped)),  # (T, K, H, W, C)
+            "prediction": u8(torch.stack(frames)),  # (T, H, W, C)
+            "theta": torch.stack(thetas).numpy(),  # (T, K, 2, 3)
+        }
+
+
+def asset_sheet(a: dict, truth: np.ndarray, out: str | Path, style=None) -> None:
+    """The thesis' animate_asset_model as one image: learned sprites (left), then per step each
+    warped sprite with its translation, their composite, the truth and |difference|."""
+    k, t = a["warped"].shape[1], len(a["prediction"])
+    diff = np.abs(truth[:t].astype(np.int16) - a["prediction"].astype(np.int16)).astype(np.uint8)
+    rows = [(f"asset {i + 1}", a["sprites"][i], a["warped"][:, i]) for i in range(k)]
+    rows += [
+        ("composite", None, a["prediction"]),
+        ("truth", None, truth[:t]),
+        ("|difference|", None, diff),
+    ]
+    with plt.style.context(style or "default"):
+        fig, axes = plt.subplots(
+            len(rows), t + 1, figsize=(0.85 * (t + 1), 0.95 * len(rows)), squeeze=False
+        )
+        for r, (label, sprite, frames) in enumerate(rows):
+            for c in range(t + 1):
+                ax = axes[r, c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                img = sprite if c == 0 else frames[c - 1]
+                if img is None:
+                    ax.set_frame_on(False)
+                    continue
+                ax.imshow(img, interpolation="nearest")
+                if r < k and c > 0:
+                    tx, ty = a["theta"][c - 1, r, :, 2]
+                    ax.set_title(f"({tx:+.2f},{ty:+.2f})", fontsize=5, pad=1)
+            axes[r, 0].set_ylabel(label, fontsize=7)
+        axes[0, 0].set_title("learned", fontsize=7)
+        for c in range(1, t + 1):
+            axes[-1, c].set_xlabel(f"t+{c}", fontsize=7)
+        fig.suptitle(
+            "asset model: sprites, their per-step transforms (translation x, y) and composite",
+            fontsize=8,
+        )
+        fig.tight_layout()
+        fig.savefig(out)
+        plt.close(fig)
+
+
+def asset_gif(a: dict, truth: np.ndarray, out: str | Path, scale: int = 4, fps: int = 8) -> None:
+    """Per step: each warped sprite | composite | truth | |difference|, side by side."""
+    t = len(a["prediction"])
+    diff = np.abs(truth[:t].astype(np.int16) - a["prediction"].astype(np.int16)).astype(np.uint8)
+    gap = np.full((*truth.shape[1:2], 2, truth.shape[3]), 128, np.uint8)
+    frames = []
+    for i in range(t):
+        parts = [*a["warped"][i], a["prediction"][i], truth[i], diff[i]]
+        row = np.concatenate([x for p in parts for x in (p, gap)][:-1], axis=1)
+        frames.append(row.repeat(scale, 0).repeat(scale, 1))
+    imageio.mimsave(out, frames, duration=1000 / fps, loop=0)

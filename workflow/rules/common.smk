@@ -36,10 +36,19 @@ def all_runs(pattern):
 
 
 def all_figures():
-    return [
-        "results/figures/error_vs_horizon.png",
-        "results/figures/training_curves.png",
-    ] + all_runs("results/figures/{env}/{model}/seed{seed}/rollout_strip.png")
+    return (
+        [
+            "results/figures/error_vs_horizon.png",
+            "results/figures/training_curves.png",
+        ]
+        + all_runs("results/figures/{env}/{model}/seed{seed}/rollout_strip.png")
+        + expand(
+            "results/figures/{env}/{model}/seed{seed}/assets.png",
+            env=CFG.envs,
+            model=[m for m, c in CFG.models.items() if c.arch == "asset_stn"],
+            seed=CFG.seeds,
+        )
+    )
 
 
 def leaderboard_horizons():

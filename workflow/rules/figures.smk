@@ -72,3 +72,31 @@ rule figure_training:
         "../../envs/figures.yaml"
     script:
         "../../scripts/figure_training.py"
+
+
+rule figure_assets:
+    input:
+        checkpoint="results/models/{env}/{model}/seed{seed}/checkpoint.pt",
+        examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",
+        style=STYLE,
+    output:
+        png=report(
+            "results/figures/{env}/{model}/seed{seed}/assets.png",
+            caption="../report/assets.rst",
+            category="Asset models",
+            subcategory="{env}",
+            labels={"model": "{model}", "seed": "{seed}", "figure": "assets"},
+        ),
+        gif=report(
+            "results/figures/{env}/{model}/seed{seed}/assets.gif",
+            caption="../report/assets.rst",
+            category="Asset models",
+            subcategory="{env}",
+            labels={"model": "{model}", "seed": "{seed}", "figure": "assets GIF"},
+        ),
+    log:
+        "results/logs/figures/{env}/{model}/seed{seed}/assets.log",
+    conda:
+        "../../envs/figures.yaml"
+    script:
+        "../../scripts/figure_assets.py"

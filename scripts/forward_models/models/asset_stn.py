@@ -95,4 +95,9 @@ class AssetSTN(ForwardModel):
         y, core = self.core.step(state["core"], action)
         theta = self._theta(y)
         frame, warped = self.render(theta)
-        return frame, {"core": core, "theta": theta, "warped": torch.sigmoid(warped)}
+        # Each warped sprite alone over the background, drawn like assets() for inspection.
+        return frame, {
+            "core": core,
+            "theta": theta,
+            "warped": torch.sigmoid(self.background + warped),
+        }
