@@ -229,3 +229,30 @@ def test_every_preset_trains_and_evaluates_through_the_dag(tmp_path):
         assert (repo / f"results/figures/pong/{name}/seed0/rollout_strip.png").exists(), name
     assets = repo / "results/figures/pong/asset_stn/seed0"
     assert (assets / "assets.png").stat().st_size > 0 and (assets / "assets.gif").stat().st_size > 0
+
+
+def test_report_renders_in_headless_chromium_with_every_figure(run):
+    from forward_models.report_check import check_report, find_chromium
+
+    if find_chromium() is None:
+        pytest.skip("no Chromium here (.ci/run installs Debian's chromium)")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--configfile",
+            "config/test.yaml",
+            "--report",
+            "results/report.html",
+        ],
+        cwd=run,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = check_report(run / "results/report.html", screenshot=run / "results/report.png")
+    assert result["images"] >= 4  # error curve, training curves, strips, GIFs
+    for category in ("Evaluation", "Rollouts", "Training"):
+        assert category in result["text"]

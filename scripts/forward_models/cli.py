@@ -134,6 +134,13 @@ def cmd_play(args) -> None:
     print(f"played {len(frames)} steps" + (f", recorded {args.record}" if args.record else ""))
 
 
+def cmd_check_report(args) -> None:
+    from forward_models.report_check import check_report
+
+    result = check_report(args.report, args.screenshot)
+    print(f"{args.report}: rendered, all {result['images']} embedded figures load in Chromium")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="forward-models", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -157,6 +164,10 @@ def main(argv=None) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the true env's first precondition")
     p.set_defaults(fn=cmd_play)
+    p = sub.add_parser("check-report", help="open a Snakemake HTML report in headless Chromium")
+    p.add_argument("report")
+    p.add_argument("--screenshot", help="save a screenshot of the report here")
+    p.set_defaults(fn=cmd_check_report)
     args = ap.parse_args(argv)
     args.fn(args)
 
