@@ -20,7 +20,7 @@ BASELINES = {"copy_last": "copy last frame", "mean_frame": "mean training frame"
 def error_vs_horizon(
     summary: pd.DataFrame, out: str | Path, metric: str = "mse", style=None
 ) -> None:
-    """One panel per env; one line per model (and the copy-last baseline); band = range over seeds."""
+    """One panel per env; one line per model and per baseline; band = range over seeds."""
     df = summary[summary["metric"] == metric].copy()
     parts = [df[df["predictor"] == "model"]]
     for predictor, label in BASELINES.items():
@@ -28,29 +28,45 @@ def error_vs_horizon(
         base["model"] = label
         parts.append(base.drop_duplicates(["env", "seed", "horizon"]))  # the same for every model
     df = pd.concat(parts, ignore_index=True)
+    xlabel = "open-loop horizon (steps after the precondition)"
+    lines_by_env(
+        df,
+        "horizon",
+        "mean",
+        "model",
+        xlabel,
+        LABELS[metric],
+        out,
+        style,
+        log=metric == "mse",
+        markers=True,
+        dashes=False,
+    )
+
+
+def lines_by_env(df, x, y, style_col, xlabel, ylabel, out, style=None, log=True, **kw) -> None:
+    """One panel per env, hue = model, band = range over seeds, legend below the panels."""
     with plt.style.context(style or "default"):
         g = sns.relplot(
             data=df,
-            x="horizon",
-            y="mean",
+            x=x,
+            y=y,
             hue="model",
-            style="model",
+            style=style_col,
             col="env",
             kind="line",
             errorbar=("pi", 100),
-            markers=True,
-            dashes=False,
             height=3.6,
             aspect=1.3,
             facet_kws={"sharey": False},
+            **kw,
         )
-        g.set_axis_labels("open-loop horizon (steps after the precondition)", LABELS[metric])
+        g.set_axis_labels(xlabel, ylabel)
         g.set_titles("{col_name}")
-        if metric == "mse":
+        if log:
             g.set(yscale="log")
-        n = df["model"].nunique()
         sns.move_legend(
-            g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(n, 4), title=None, frameon=False
+            g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, title=None, frameon=False
         )
         g.tight_layout()
         g.savefig(out, bbox_inches="tight")
@@ -111,29 +127,9 @@ def rollout_gif(truth: np.ndarray, pred: np.ndarray, out: str | Path, fps: int =
 def training_curves(logs: pd.DataFrame, out: str | Path, style=None) -> None:
     """Train and validation loss against step; one panel per env, hue = model, band over seeds."""
     df = logs[logs["metric"] == "loss"].rename(columns={"split": "loss on"})
-    with plt.style.context(style or "default"):
-        g = sns.relplot(
-            data=df,
-            x="step",
-            y="value",
-            hue="model",
-            style="loss on",
-            col="env",
-            kind="line",
-            errorbar=("pi", 100),
-            height=3.6,
-            aspect=1.3,
-            facet_kws={"sharey": False},
-        )
-        g.set_axis_labels("optimiser step", "loss (per pixel, as trained)")
-        g.set_titles("{col_name}")
-        g.set(yscale="log")
-        sns.move_legend(
-            g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, title=None, frameon=False
-        )
-        g.tight_layout()
-        g.savefig(out, bbox_inches="tight")
-        plt.close(g.figure)
+    lines_by_env(
+        df, "step", "value", "loss on", "optimiser step", "loss (per pixel, as trained)", out, style
+    )
 
 
 def params_vs_error(runs: pd.DataFrame, out: str | Path, style=None) -> None:
