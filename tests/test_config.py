@@ -78,3 +78,13 @@ def test_config_reference_is_generated_from_the_typed_config():
     assert (ROOT / "config" / "README.md").read_text() == config_docs(), (
         "regenerate: forward-models docs > config/README.md"
     )
+
+
+def test_zoo_overlay_validates_and_covers_every_preset(default):
+    from forward_models.config import _merge
+
+    merged = copy.deepcopy(default)
+    _merge(merged, yaml.safe_load((ROOT / "config" / "zoo.yaml").read_text()))
+    cfg = config.load(config.resolve_presets(merged, ROOT / "config" / "models"))
+    archs = {m.arch for m in cfg.models.values()}
+    assert archs == {p.stem for p in (ROOT / "config" / "models").glob("*.yaml")}
