@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def default():
-    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    raw = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    return config.resolve_presets(raw, ROOT / "config" / "models")
 
 
 def test_schema_file_is_generated_from_the_typed_config():
@@ -88,3 +89,12 @@ def test_zoo_overlay_validates_and_covers_every_preset(default):
     cfg = config.load(config.resolve_presets(merged, ROOT / "config" / "models"))
     archs = {m.arch for m in cfg.models.values()}
     assert archs == {p.stem for p in (ROOT / "config" / "models").glob("*.yaml")}
+
+
+def test_unknown_preset_is_a_clear_error():
+    with pytest.raises(
+        ValueError, match=r"models.m.preset: no preset 'rnn_deconf'.*known: \['asset_stn'"
+    ):
+        config.resolve_presets(
+            {"models": {"m": {"preset": "rnn_deconf"}}}, ROOT / "config" / "models"
+        )

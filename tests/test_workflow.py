@@ -70,14 +70,17 @@ def test_every_output_exists_and_is_sane(run):
     assert set(metrics["predictor"]) == {"model", "copy_last", "mean_frame"}
     assert set(metrics["metric"]) == {"mse", "psnr", "ssim"} and metrics["horizon"].max() == 8
     summary = pd.read_csv(res / "eval/summary.csv")
-    assert len(summary) == 2 * 3 * 8 * 3  # model x predictor x horizon x metric
-    assert set(summary["model"]) == {"rnn_deconv", "mean_frame"}
+    assert len(summary) == 3 * 3 * 8 * 3  # model x predictor x horizon x metric
+    assert set(summary["model"]) == {"rnn_deconv", "mean_frame", "asset_stn"}
     mse = summary[summary.metric == "mse"]
     assert mse["mean"].between(0, 1).all() and (mse["episodes"] == 4).all()
 
     board = (res / "eval/leaderboard.md").read_text()
     assert "| rnn_deconv | 1 |" in board and "| copy_last | 1 |" in board and "h=8" in board
-    for fig in ("figures/error_vs_horizon.png", "figures/pong/rnn_deconv/seed0/rollout_strip.png"):
+    figs = ["error_vs_horizon.png", "training_curves.png", "params_vs_error.png"]
+    figs += [f"pong/{m}/seed0/rollout_strip.png" for m in ("rnn_deconv", "mean_frame", "asset_stn")]
+    figs += ["pong/asset_stn/seed0/assets.png"]
+    for fig in (f"figures/{f}" for f in figs):
         assert (res / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
 
 
@@ -87,7 +90,7 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
     exp = client.get_experiment_by_name("forward-models")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"pong/rnn_deconv/seed0", "pong/mean_frame/seed0"}
+    assert set(runs) == {"pong/rnn_deconv/seed0", "pong/mean_frame/seed0", "pong/asset_stn/seed0"}
     r = runs["pong/rnn_deconv/seed0"]
     assert r.data.params["model.arch"] == "rnn_deconv" and len(r.data.tags["git_commit"]) > 0
     assert len(client.get_metric_history(r.info.run_id, "train/loss")) == 4

@@ -44,7 +44,9 @@ class AssetSTN(ForwardModel):
         c, h, w = frame_shape
         k = cfg.assets
         self.sprites = nn.Parameter(torch.randn(k, c, h, w) * 0.5)
-        self.background = nn.Parameter(torch.full((c, h, w), -4.0))
+        # Logit 0, not a confident black: at -4 the sigmoid is saturated and, measured on Pong,
+        # 400 steps still drew only the background (MSE 0.150 at h=1; from 0 with lr 3e-3: 0.034).
+        self.background = nn.Parameter(torch.zeros(c, h, w))
         self.encoder = ConvEncoder(c * cfg.precondition, (h, w), cfg.hidden)
         self.core = RecurrentCore(n_actions, cfg.embed, cfg.hidden, 0, 1, action_dim)
         n = 6 if cfg.transform == "affine" else 2
