@@ -27,10 +27,10 @@ def test_default_and_test_configs_validate(default):
     cfg = config.load(default)
     assert "pong" in cfg.envs and "rnn_deconv" in cfg.models
     overlay = yaml.safe_load((ROOT / "config" / "test.yaml").read_text())
-    from forward_models.config import _merge
+    from forward_models.config import deep_merge
 
     merged = copy.deepcopy(default)
-    _merge(merged, overlay)
+    deep_merge(merged, overlay)
     tiny = config.load(config.resolve_presets(merged, ROOT / "config" / "models"))
     assert tiny.models["rnn_deconv"].train.steps < cfg.models["rnn_deconv"].train.steps
 
@@ -82,10 +82,10 @@ def test_config_reference_is_generated_from_the_typed_config():
 
 
 def test_zoo_overlay_validates_and_covers_every_preset(default):
-    from forward_models.config import _merge
+    from forward_models.config import deep_merge
 
     merged = copy.deepcopy(default)
-    _merge(merged, yaml.safe_load((ROOT / "config" / "zoo.yaml").read_text()))
+    deep_merge(merged, yaml.safe_load((ROOT / "config" / "zoo.yaml").read_text()))
     cfg = config.load(config.resolve_presets(merged, ROOT / "config" / "models"))
     archs = {m.arch for m in cfg.models.values()}
     assert archs == {p.stem for p in (ROOT / "config" / "models").glob("*.yaml")}

@@ -146,15 +146,16 @@ def resolve_presets(config: dict, presets_dir: str | Path) -> dict:
                 f"models.{name}.preset: no preset {entry['preset']!r} in {presets_dir}; known: {known}"
             )
         merged = yaml.safe_load(path.read_text())
-        _merge(merged, {k: v for k, v in entry.items() if k != "preset"})
+        deep_merge(merged, {k: v for k, v in entry.items() if k != "preset"})
         out["models"][name] = merged
     return out
 
 
-def _merge(base: dict, over: dict) -> None:
+def deep_merge(base: dict, over: dict) -> None:
+    """Merge ``over`` into ``base`` in place, recursively, as Snakemake merges config files."""
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(base.get(k), dict):
-            _merge(base[k], v)
+            deep_merge(base[k], v)
         else:
             base[k] = v
 

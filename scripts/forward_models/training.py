@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
@@ -136,8 +137,6 @@ def train(
 
 def _fixed_batches(data: WindowSampler, cfg: TrainConfig) -> list[dict]:
     """The same validation windows every time, drawn with their own generator."""
-    import numpy as np
-
     keep = data.rng
     data.rng = np.random.default_rng(12345)
     try:
