@@ -1,0 +1,77 @@
+"""Same seeds, same bytes; many concurrent MLflow writers, nothing lost."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from forward_models import tracking
+from forward_models.data.collect import collect
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_same_seed_gives_byte_identical_stores(tmp_path, pong_spec):
+    a = collect(pong_spec, tmp_path / "a.zarr", 5, seed=3, progress=False)
+    b = collect(pong_spec, tmp_path / "b.zarr", 5, seed=3, progress=False)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "zarr.json")
+    assert files and files == sorted(
+        p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "zarr.json"
+    )
+    for f in files:  # every chunk and shard, byte for byte
+        assert (a / f).read_bytes() == (b / f).read_bytes(), f
+    import zarr
+
+    attrs_a, attrs_b = (dict(zarr.open_group(str(p), mode="r").attrs) for p in (a, b))
+    attrs_a.pop("created"), attrs_b.pop("created")
+    assert attrs_a == attrs_b
+
+
+WRITER = """
+import sys
+sys.path.insert(0, {scripts!r})
+from forward_models import tracking
+import mlflow
+with tracking.start_run({uri!r}, "stress", "writer{i}"):
+    mlflow.log_params({{"writer": {i}}})
+    for step in range({points}):
+        mlflow.log_metrics({{"train/loss": 1.0 / (step + 1), "train/step": step}}, step=step)
+"""
+
+
+@pytest.mark.slow
+def test_eight_concurrent_training_logs_lose_nothing(tmp_path):
+    uri, writers, points = f"sqlite:///{tmp_path / 'mlflow.db'}", 8, 150
+    tracking.init_experiment(uri, "stress")  # once, before the fan-out, as the workflow does
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                WRITER.format(scripts=str(ROOT / "scripts"), uri=uri, i=i, points=points),
+            ]
+        )
+        for i in range(writers)
+    ]
+    assert all(p.wait(timeout=600) == 0 for p in procs)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("stress").experiment_id])
+    logged = sum(
+        len(client.get_metric_history(r.info.run_id, k))
+        for r in runs
+        for k in ("train/loss", "train/step")
+    )
+    print(
+        f"runs logged {len(runs)} / expected {writers}; metric points logged {logged} / expected {writers * points * 2}"
+    )
+    assert len(runs) == writers and {r.data.params["writer"] for r in runs} == {
+        str(i) for i in range(writers)
+    }
+    assert logged == writers * points * 2
+    assert np.allclose(
+        sorted(m.value for m in client.get_metric_history(runs[0].info.run_id, "train/step")),
+        range(points),
+    )
