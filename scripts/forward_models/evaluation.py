@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from forward_models import models
-from forward_models.data.windows import WindowSampler
+from forward_models.data.windows import to_batch
 from forward_models.data.zarr_store import Rollouts
 from forward_models.models.base import ForwardModel, split_window
 from forward_models.models.frame_fed import FrameFed
@@ -30,8 +30,14 @@ def eval_windows(rollouts: Rollouts, precondition: int, horizon: int, episodes: 
             f"+ horizon={horizon} need (longest: {rollouts.lengths.max()}); lower the horizon or "
             f"collect longer episodes"
         )
-    sampler = WindowSampler(rollouts, need, episodes=ids)
-    batch = sampler.gather(np.arange(len(ids)), np.zeros(len(ids), np.int64))
+    # Only the rows evaluated are read: contiguous slices, not the whole store.
+    obs, action = rollouts.array("obs"), rollouts.array("action")
+    starts = rollouts.episode_starts[ids]
+    batch = to_batch(
+        np.stack([obs[s : s + need] for s in starts]),
+        np.stack([action[s : s + need] for s in starts]),
+        np.ones((len(ids), need), bool),
+    )
     batch["episode"] = torch.from_numpy(ids)
     return batch
 

@@ -25,27 +25,40 @@ class WindowSampler:
         self.starts = rollouts.episode_starts[ids]
         self.lengths = rollouts.lengths[ids]
         self.length = length
-        weights = np.maximum(self.lengths - length + 1, 1).astype(np.float64)
-        self.p = weights / weights.sum()
+        self.p = window_weights(self.lengths, length)
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        ep = self.rng.choice(len(self.starts), size=batch_size, p=self.p)
-        span = np.maximum(self.lengths[ep] - self.length + 1, 1)
-        offset = (self.rng.random(batch_size) * span).astype(np.int64)
-        return self.gather(ep, offset)
+        return self.gather(*draw_windows(self.rng, self.lengths, self.p, self.length, batch_size))
 
     def gather(self, ep: np.ndarray, offset: np.ndarray) -> dict[str, torch.Tensor]:
         """Windows starting ``offset`` rows into episodes ``ep`` (indices into this subset)."""
         steps = offset[:, None] + np.arange(self.length)[None, :]
         mask = steps < self.lengths[ep][:, None]
         rows = self.starts[ep][:, None] + np.minimum(steps, self.lengths[ep][:, None] - 1)
-        obs = torch.from_numpy(self.obs[rows]).permute(0, 1, 4, 2, 3)
-        return {
-            "obs": obs.float().div_(255.0),
-            "action": torch.from_numpy(self.action[rows]),
-            "mask": torch.from_numpy(mask),
-        }
+        return to_batch(self.obs[rows], self.action[rows], mask)
+
+
+def window_weights(lengths: np.ndarray, length: int) -> np.ndarray:
+    """Episode probabilities proportional to the windows each holds (every start equally likely)."""
+    weights = np.maximum(lengths - length + 1, 1).astype(np.float64)
+    return weights / weights.sum()
+
+
+def draw_windows(rng, lengths: np.ndarray, p: np.ndarray, length: int, n: int):
+    """``n`` (episode index, start offset) pairs; an episode shorter than ``length`` starts at 0."""
+    ep = rng.choice(len(lengths), size=n, p=p)
+    offset = (rng.random(n) * np.maximum(lengths[ep] - length + 1, 1)).astype(np.int64)
+    return ep, offset
+
+
+def to_batch(obs: np.ndarray, action: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
+    """(B, L, H, W, C) uint8 frames, actions and mask -> the tensors models take."""
+    return {
+        "obs": torch.from_numpy(obs).permute(0, 1, 4, 2, 3).float().div_(255.0),
+        "action": torch.from_numpy(action),
+        "mask": torch.from_numpy(mask),
+    }
 
 
 def split_episodes(n: int, val_fraction: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +83,7 @@ class StreamingWindows(torch.utils.data.IterableDataset):
         ids = np.arange(r.n_episodes) if episodes is None else np.asarray(episodes)
         self.path, self.length, self.batch_size, self.seed = str(path), length, batch_size, seed
         self.starts, self.lengths = r.episode_starts[ids], r.lengths[ids]
-        weights = np.maximum(self.lengths - length + 1, 1).astype(np.float64)
-        self.p = weights / weights.sum()
+        self.p = window_weights(self.lengths, length)
 
     def __iter__(self):
         from forward_models.data.zarr_store import open_rollouts
@@ -82,9 +94,7 @@ class StreamingWindows(torch.utils.data.IterableDataset):
         obs_arr, act_arr = data.array("obs"), data.array("action")
         L = self.length
         while True:
-            ep = rng.choice(len(self.starts), size=self.batch_size, p=self.p)
-            span = np.maximum(self.lengths[ep] - L + 1, 1)
-            offset = (rng.random(self.batch_size) * span).astype(np.int64)
+            ep, offset = draw_windows(rng, self.lengths, self.p, L, self.batch_size)
             obs = np.empty((self.batch_size, L, *obs_arr.shape[1:]), np.uint8)
             act = np.empty((self.batch_size, L, *act_arr.shape[1:]), act_arr.dtype)
             mask = np.zeros((self.batch_size, L), bool)
@@ -97,8 +107,4 @@ class StreamingWindows(torch.utils.data.IterableDataset):
                     True,
                 )
                 obs[i, n:], act[i, n:] = obs[i, n - 1], act[i, n - 1]
-            yield {
-                "obs": torch.from_numpy(obs).permute(0, 1, 4, 2, 3).float().div_(255.0),
-                "action": torch.from_numpy(act),
-                "mask": torch.from_numpy(mask),
-            }
+            yield to_batch(obs, act, mask)
