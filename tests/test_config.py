@@ -98,3 +98,57 @@ def test_unknown_preset_is_a_clear_error():
         config.resolve_presets(
             {"models": {"m": {"preset": "rnn_deconf"}}}, ROOT / "config" / "models"
         )
+
+
+def test_sweep_expands_a_grid_into_named_models():
+    raw = {
+        "models": {"base": {"preset": "copy_last"}},
+        "sweeps": {
+            "rnn": {
+                "model": {"preset": "rnn_deconv", "dilated_layers": 1},
+                "grid": {"hidden": [16, 64], "skip": [1, 8], "train.lr": [0.002]},
+            }
+        },
+    }
+    models = config.resolve_presets(raw, ROOT / "config" / "models")["models"]
+    assert sorted(models) == [
+        "base",
+        "rnn-hidden16-skip1-lr0p002",
+        "rnn-hidden16-skip8-lr0p002",
+        "rnn-hidden64-skip1-lr0p002",
+        "rnn-hidden64-skip8-lr0p002",
+    ]
+    m = models["rnn-hidden64-skip8-lr0p002"]
+    assert (m["hidden"], m["skip"], m["dilated_layers"], m["train"]["lr"]) == (64, 8, 1, 0.002)
+    assert m["train"]["seq_len"] == 67  # the rest of the preset is kept
+    assert "rnn" not in raw["models"] and "rnn-hidden16-skip1-lr0p002" not in raw["models"]
+
+
+def test_thesis_sweep_config_is_sixteen_runs():
+    from forward_models.cli import load_yaml_config
+
+    cfg = load_yaml_config(ROOT / "config" / "sweep.yaml")
+    assert len(cfg.envs) * len(cfg.models) * len(cfg.seeds) == 16
+    archs = {m.arch for m in cfg.models.values()}
+    assert archs == {"rnn_deconv", "rnn_dense", "rnn_spatial_transformer", "asset_stn"}
+    assert {m.skip for m in cfg.models.values()} == {1, 8}
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ({"model": {"arch": "rnn_deconv"}, "grid": {"hiden": [8]}}, "hiden"),
+        ({"model": {"arch": "rnn_deconv"}, "grid": {"hidden": []}}, "grid.hidden"),
+        ({"model": {"arch": "rnn_deconv"}, "grid": {"arch": ["base"]}}, "already defined"),
+    ],
+)
+def test_bad_sweeps_are_named(default, sweep, message):
+    raw = {
+        **copy.deepcopy(default),
+        "models": {"base": {"arch": "copy_last"}},
+        "sweeps": {"s": sweep},
+    }
+    if message == "already defined":
+        raw["models"] = {"s-base": {"arch": "copy_last"}}
+    with pytest.raises((ValueError, ValidationError), match=message):
+        config.load(config.resolve_presets(raw, ROOT / "config" / "models"))

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import itertools
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import Field, create_model, field_validator, model_validator
+from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
 from forward_models import envs
 from forward_models.models.base import Strict
@@ -89,6 +90,24 @@ class EvaluationConfig(Strict):
     """Horizons shown in the leaderboard (those beyond ``horizon`` are left out)."""
 
 
+class SweepConfig(Strict):
+    model: dict[str, Any]
+    """The base model entry, as under ``models`` (``preset`` allowed); every grid point
+    overrides it."""
+    grid: dict[str, list[Any]] = Field(min_length=1)
+    """Model keys (dotted for nested ones, e.g. ``train.lr``) -> values to try. The cross
+    product becomes models named ``SWEEP-KEYVALUE-...`` (e.g. ``rnn-skip8-hidden64``), each
+    trained once per entry of ``seeds``."""
+
+    @field_validator("grid")
+    @classmethod
+    def _values(cls, v: dict) -> dict:
+        for key, values in v.items():
+            if not values:
+                raise ValueError(f"grid.{key} needs at least one value")
+        return v
+
+
 class ExperimentBase(Strict):
     seeds: list[int] = Field([0], min_length=1)
     """Training seeds; every (env, model) pair is trained once per seed."""
@@ -96,6 +115,9 @@ class ExperimentBase(Strict):
     """Environments by name; the name is the ``{env}`` wildcard in results/ paths."""
     models: dict[str, Any] = Field(min_length=1)
     """Model configurations by name (the ``{model}`` wildcard); ``arch`` picks the family."""
+    sweeps: dict[str, SweepConfig] = {}
+    """Grids of model variants by name, expanded into ``models`` before validation (example:
+    ``config/sweep.yaml``, the thesis' 16-run sweep)."""
     mlflow: MlflowConfig = MlflowConfig()
     """Experiment tracking."""
     evaluation: EvaluationConfig = EvaluationConfig()
@@ -133,9 +155,55 @@ def experiment_model() -> type[ExperimentBase]:
     )
 
 
-def resolve_presets(config: dict, presets_dir: str | Path) -> dict:
-    """Expand ``preset: NAME`` in model entries: ``presets_dir/NAME.yaml``, overlaid by the entry."""
+def expand_sweeps(config: dict) -> dict:
+    """A copy of ``config`` whose ``models`` also hold every grid point of every sweep.
+
+    Sweep ``rnn`` with grid ``{arch: [rnn_deconv, rnn_dense], skip: [1, 8]}`` adds the models
+    ``rnn-rnn_deconv-skip1``, ``rnn-rnn_deconv-skip8``, ``rnn-rnn_dense-skip1`` and
+    ``rnn-rnn_dense-skip8``: string values are used as they are, others follow the last part
+    of their key (``train.lr: [0.001]`` -> ``lr0p001``).
+    """
     out = copy.deepcopy(config)
+    models = out.setdefault("models", {}) or {}
+    for sweep, spec in (out.get("sweeps") or {}).items():
+        try:
+            SweepConfig.model_validate(spec)
+        except ValidationError as exc:
+            raise ValueError(f"sweeps.{sweep}: {exc}") from None
+        keys = list(spec["grid"])
+        for values in itertools.product(*(spec["grid"][k] for k in keys)):
+            entry = copy.deepcopy(spec["model"])
+            parts = [sweep]
+            for key, value in zip(keys, values, strict=True):
+                deep_merge(entry, _nested(key.split("."), value))
+                parts.append(_name_part(key, value))
+            name = "-".join(parts)
+            if name in models:
+                raise ValueError(f"sweeps.{sweep}: model {name!r} is already defined in models")
+            models[name] = entry
+    out["models"] = models
+    return out
+
+
+def _nested(path: list[str], value: Any) -> dict:
+    return {path[0]: _nested(path[1:], value) if len(path) > 1 else value}
+
+
+def _name_part(key: str, value: Any) -> str:
+    """``skip, 8`` -> ``skip8``; ``lr, 0.001`` -> ``lr0p001``; ``arch, rnn_dense`` -> ``rnn_dense``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        raise ValueError(f"sweep grid key {key!r}: give nested keys dotted (a.b), not dicts")
+    values = value if isinstance(value, list) else [value]
+    text = "x".join(f"{v:g}" if isinstance(v, float) else str(v).lower() for v in values)
+    return key.split(".")[-1] + text.replace(".", "p").replace("+", "")
+
+
+def resolve_presets(config: dict, presets_dir: str | Path) -> dict:
+    """Expand sweeps (:func:`expand_sweeps`), then ``preset: NAME`` in model entries:
+    ``presets_dir/NAME.yaml``, overlaid by the entry."""
+    out = expand_sweeps(config)
     for name, entry in (out.get("models") or {}).items():
         if not isinstance(entry, dict) or "preset" not in entry:
             continue

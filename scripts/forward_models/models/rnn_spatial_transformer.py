@@ -28,6 +28,10 @@ class RNNSpatialTransformerConfig(FrameFedConfig):
     """GRU state size H."""
     embed: int = Field(32, ge=1)
     """Action embedding size E."""
+    dilated_layers: int = Field(0, ge=0)
+    """Dilated GRU layers after the first GRU (the thesis' sweep used 1)."""
+    skip: int = Field(1, ge=1)
+    """Recurrent skip k of the dilated layers (the thesis tried 1 and 8)."""
     features: int = Field(3, ge=1)
     """Channels of the warped feature map (the thesis used 3, one affine transform each)."""
     convs: int = Field(4, ge=1)
@@ -48,7 +52,9 @@ class RNNSpatialTransformer(FrameFed):
         if min(h, w) - 4 * cfg.convs < 4:
             raise ValueError(f"{cfg.convs} unpadded convs leave no feature map of a {h}x{w} frame")
         self.encoder = ConvEncoder(c * cfg.precondition, (h, w), cfg.hidden)
-        self.core = RecurrentCore(n_actions, cfg.embed, cfg.hidden, 0, 1, action_dim)
+        self.core = RecurrentCore(
+            n_actions, cfg.embed, cfg.hidden, cfg.dilated_layers, cfg.skip, action_dim
+        )
         chans = [c] + [max(cfg.features, 16)] * (cfg.convs - 1) + [cfg.features]
         down, up = [nn.Dropout(cfg.dropout)], []
         for i, (a, b) in enumerate(zip(chans, chans[1:], strict=False)):
