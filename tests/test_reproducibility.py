@@ -75,3 +75,33 @@ def test_eight_concurrent_training_logs_lose_nothing(tmp_path):
         sorted(m.value for m in client.get_metric_history(runs[0].info.run_id, "train/step")),
         range(points),
     )
+
+
+def _train_script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_rule", ROOT / "scripts" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("arch", ["rnn_deconv", "conv_gru_residual"])
+def test_same_config_and_seed_give_byte_identical_checkpoints(tmp_path, pong_spec, arch):
+    """The train rule's own code, run twice on the CPU: the same checkpoint, byte for byte."""
+    store = collect(pong_spec, tmp_path / "train.zarr", 6, seed=0, progress=False)
+    cfg = {"arch": arch, "precondition": 2, "hidden": 8, "embed": 4}
+    cfg["train"] = {"steps": 6, "batch_size": 4, "seq_len": 8, "val_every": 3, "log_every": 3}
+    mlflow = {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "repro"}
+    tracking.init_experiment(mlflow["tracking_uri"], mlflow["experiment"])
+    train = _train_script()
+    blobs = []
+    for run in ("a", "b"):
+        d = tmp_path / run
+        d.mkdir()
+        names = ["checkpoint.pt", "config.yaml", "train_log.csv", "rollout.gif", "mlflow_run_id"]
+        out = dict(zip(["checkpoint", "config", "train_log", "gif", "run_id"], names, strict=True))
+        out = {k: str(d / f) for k, f in out.items()}
+        train.main(str(store), cfg, mlflow, f"run-{run}", 0, out, threads=1, progress=False)
+        blobs.append((d / "checkpoint.pt").read_bytes())
+    assert blobs[0] == blobs[1]
