@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import zarr
@@ -44,7 +48,13 @@ def test_failed_writer_leaves_nothing_that_looks_whole(tmp_path):
 def test_killed_writer_is_reported_on_open(tmp_path):
     path = tmp_path / "s.zarr"
     w = RolloutWriter(path, (8, 8, 3), chunk_len=4, shard_len=8)
-    w.add_episode(fake_episode(20, 0))  # a SIGKILL here: close() never runs
+    w.add_episode(fake_episode(20, 0))
+    with pytest.raises(StoreError, match="still being written"):  # its writer is alive
+        open_rollouts(path)
+    w._wait()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a SIGKILL here: close() never runs; its pid no longer exists
+    w.tmp.rename(str(w.tmp).rsplit("-", 1)[0] + f"-{dead.pid}")
     with pytest.raises(StoreError, match="unfinished .*a writer was killed"):
         open_rollouts(path)
 
@@ -200,3 +210,21 @@ def test_collection_killed_midway_leaves_no_store_and_a_rerun_succeeds(tmp_path,
     assert not list(
         tmp_path.glob("s.zarr.partial-*")
     )  # the rerun cleaned up the dead writer's files
+
+
+def test_concurrent_writers_of_one_store_both_succeed(tmp_path):
+    """Two jobs writing the same store at once: neither deletes the other's unfinished copy,
+    the store that remains is whole, and nothing is left behind."""
+    out = tmp_path / "s.zarr"
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1] / 'scripts')!r})\n"
+        "from forward_models.data.collect import EnvSpec, collect\n"
+        "spec = EnvSpec('forward_models/TwoPlayerPong-v0', 32, {}, 100, 'pong', {})\n"
+        "n = int(sys.argv[1])\n"
+        f"collect(spec, {str(out)!r}, n, seed=0, progress=False)\n"
+    )
+    # The short job finishes while the long one is still writing.
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(n)]) for n in (400, 20)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    assert open_rollouts(out).n_episodes in (20, 400)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]

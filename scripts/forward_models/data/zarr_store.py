@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +54,8 @@ class RolloutWriter:
         if shard_len % chunk_len:
             raise ValueError(f"shard_len={shard_len} must be a multiple of chunk_len={chunk_len}")
         self.path = Path(path)
-        self.tmp = self.path.with_name(f"{self.path.name}.partial-{os.getpid()}")
+        # host + pid: writers on other nodes of a shared filesystem never clean up ours.
+        self.tmp = self.path.with_name(f"{self.path.name}.partial-{_HOST}-{os.getpid()}")
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
         self.root.attrs.update(attrs or {})
@@ -125,10 +127,14 @@ class RolloutWriter:
         self._wait()
         self._pool.shutdown()
         self.root["meta"].create_array("episode_ends", data=np.asarray(self.ends, np.int64))
+        # An existing store (another writer of the same store finished first) is moved aside,
+        # not deleted first, so the path is missing only between two renames.
+        old = self.path.with_name(f"{self.path.name}.replaced-{_HOST}-{os.getpid()}")
         if self.path.exists():
-            shutil.rmtree(self.path)
+            os.replace(self.path, old)
         os.replace(self.tmp, self.path)
-        for stale in self.path.parent.glob(f"{self.path.name}.partial-*"):  # left by killed writers
+        shutil.rmtree(old, ignore_errors=True)
+        for stale in dead_partials(self.path):  # left by killed writers, never live ones
             shutil.rmtree(stale, ignore_errors=True)
         return self.path
 
@@ -200,12 +206,48 @@ class Rollouts:
         return {k: self.array(k)[lo:hi] for k in KEYS}
 
 
+_HOST = socket.gethostname().replace("-", "_")
+
+
+def _writer(partial: Path) -> tuple[str, int] | None:
+    """(host, pid) of the writer of ``NAME.partial-HOST-PID``, or None for other names."""
+    host, _, pid = partial.name.rpartition(".partial-")[2].rpartition("-")
+    return (host, int(pid)) if pid.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def dead_partials(path: Path) -> list[Path]:
+    """Unfinished copies of store ``path`` whose writer, on this host, no longer runs."""
+    out = []
+    for partial in path.parent.glob(f"{path.name}.partial-*"):
+        writer = _writer(partial)
+        if writer is None or (writer[0] == _HOST and not _alive(writer[1])):
+            out.append(partial)
+    return sorted(out)
+
+
 def open_rollouts(path: str | os.PathLike) -> Rollouts:
     """Open and validate a store; :class:`StoreError` names the array and the problem."""
     path = Path(path)
     if not (path / "zarr.json").is_file():
         partial = sorted(path.parent.glob(f"{path.name}.partial-*")) if path.parent.exists() else []
-        why = f" (found unfinished {partial[0].name}: a writer was killed)" if partial else ""
+        dead = dead_partials(path) if partial else []
+        why = (
+            f" (found unfinished {dead[0].name}: a writer was killed)"
+            if dead
+            else f" (still being written: {partial[0].name})"
+            if partial
+            else ""
+        )
         raise StoreError(f"{path}: no rollout store here{why}")
     try:
         group = zarr.open_group(str(path), mode="r")
