@@ -12,6 +12,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
+PRESETS = sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml"))
+FRAME_FED = {"rnn_spatial_transformer", "frame_transformer_dense", "transform_kernel"}
+FRAME_FED |= {"conv_gru_residual"}
 
 
 def snakemake(cwd, *args, check=True):
@@ -70,16 +73,23 @@ def test_every_output_exists_and_is_sane(run):
     assert set(metrics["predictor"]) == {"model", "copy_last", "mean_frame"}
     assert set(metrics["metric"]) == {"mse", "psnr", "ssim"} and metrics["horizon"].max() == 8
     summary = pd.read_csv(res / "eval/summary.csv")
-    assert len(summary) == 3 * 3 * 8 * 3  # model x predictor x horizon x metric
-    assert set(summary["model"]) == {"rnn_deconv", "mean_frame", "asset_stn"}
+    assert set(summary["model"]) == set(PRESETS)  # every family runs through the DAG
+    for model, rows in summary.groupby("model"):
+        predictors = {"model", "copy_last", "mean_frame"}
+        if model in FRAME_FED:
+            predictors.add("model_one_step")  # teacher-forced one-step error
+        assert set(rows["predictor"]) == predictors, model
+        assert len(rows) == len(predictors) * 8 * 3, model  # predictor x horizon x metric
+    assert summary["mean"].notna().all()
     mse = summary[summary.metric == "mse"]
     assert mse["mean"].between(0, 1).all() and (mse["episodes"] == 4).all()
 
     board = (res / "eval/leaderboard.md").read_text()
     assert "| rnn_deconv | 1 |" in board and "| copy_last | 1 |" in board and "h=8" in board
     figs = ["error_vs_horizon.png", "training_curves.png", "params_vs_error.png"]
-    figs += [f"pong/{m}/seed0/rollout_strip.png" for m in ("rnn_deconv", "mean_frame", "asset_stn")]
+    figs += [f"pong/{m}/seed0/rollout_strip.png" for m in PRESETS]
     figs += ["pong/asset_stn/seed0/assets.png"]
+    assert (res / "figures/pong/asset_stn/seed0/assets.gif").stat().st_size > 0
     for fig in (f"figures/{f}" for f in figs):
         assert (res / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
 
@@ -90,7 +100,7 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
     exp = client.get_experiment_by_name("forward-models")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {"pong/rnn_deconv/seed0", "pong/mean_frame/seed0", "pong/asset_stn/seed0"}
+    assert set(runs) == {f"pong/{m}/seed0" for m in PRESETS}
     r = runs["pong/rnn_deconv/seed0"]
     assert r.data.params["model.arch"] == "rnn_deconv" and len(r.data.tags["git_commit"]) > 0
     assert len(client.get_metric_history(r.info.run_id, "train/loss")) == 4
@@ -211,27 +221,10 @@ def test_killed_training_resumes_when_the_workflow_reruns(tmp_path):
     assert steps.min() == 5 and steps.max() == 600  # the log spans the kill
 
 
-def test_every_preset_trains_and_evaluates_through_the_dag(tmp_path):
-    repo = scratch_repo(tmp_path)
-    tiny = {
-        "steps": 4,
-        "batch_size": 4,
-        "seq_len": 8,
-        "log_every": 2,
-        "val_every": 2,
-        "checkpoint_every": 2,
-    }
-    presets = sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml"))
-    zoo = {"models": {name: {"preset": name, "train": tiny} for name in presets}}
-    (repo / "zoo.yaml").write_text(yaml.safe_dump(zoo))
-    snakemake(repo, "--configfile", "config/test.yaml", "zoo.yaml")
-    summary = pd.read_csv(repo / "results/eval/summary.csv")
-    assert set(summary["model"]) >= set(presets)
-    assert summary["mean"].notna().all()
-    for name in presets:
-        assert (repo / f"results/figures/pong/{name}/seed0/rollout_strip.png").exists(), name
-    assets = repo / "results/figures/pong/asset_stn/seed0"
-    assert (assets / "assets.png").stat().st_size > 0 and (assets / "assets.gif").stat().st_size > 0
+def test_default_config_holds_every_family():
+    raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    assert sorted(m["preset"] for m in raw["models"].values()) == PRESETS
+    assert len(raw["seeds"]) == 3
 
 
 def test_report_renders_in_headless_chromium_with_every_figure(run):

@@ -122,6 +122,9 @@ class ExperimentBase(Strict):
     """Experiment tracking."""
     evaluation: EvaluationConfig = EvaluationConfig()
     """Held-out evaluation."""
+    threads: int = Field(1, ge=1)
+    """CPU threads per training and evaluation job. Small models train fastest as several
+    1-thread jobs side by side (``--cores`` sets how many run at once)."""
     device: str = "auto"
     """Torch device for training and evaluation: auto (CUDA when present), cpu or cuda."""
     progress: bool = True

@@ -13,7 +13,7 @@ rule evaluate:
         "results/benchmarks/evaluate/{env}/{model}/seed{seed}.tsv"
     conda:
         "../../envs/evaluate.yaml"
-    threads: 2
+    threads: CFG.threads
     resources:
         mem_mb=4000,
         runtime=30,

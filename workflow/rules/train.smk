@@ -33,7 +33,7 @@ rule train:
         "results/benchmarks/train/{env}/{model}/seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: CFG.threads
     resources:
         mem_mb=4000,
         runtime=120,
