@@ -1,8 +1,9 @@
-"""Model benchmark: every family's preset on Pong 32x32, trained for the same wall-clock budget.
+"""Model benchmark: every model of the default config on Pong 32x32, same wall-clock budget.
 
     python bench/models.py --seconds 90      # ~15 minutes on 2 cores
+    python bench/models.py --presets         # the thesis presets (config/models/) instead
 
-For each family: parameters, training frames/s on this machine (predicted frames per second of
+For each model: parameters, training frames/s on this machine (predicted frames per second of
 optimisation), and open-loop MSE / PSNR at horizons 1, 8, 16, 32 on held-out episodes, beside
 the copy-last-frame and mean-frame baselines. Training uses each family's own ``loss`` (the
 workflow's code path) with Adam and gradient clipping; only the stopping rule (time, not steps)
@@ -58,26 +59,43 @@ def errors(model, test, episodes: int = 100) -> dict[str, list[float]]:
     return {m: [float(err[m][:, h - 1].mean()) for h in HORIZONS] for m in ("mse", "psnr")}
 
 
+def model_configs(presets: bool) -> dict[str, dict]:
+    """Model name -> config dict: the default config's models, or every thesis preset."""
+    if presets:
+        return {
+            p.stem: yaml.safe_load(p.read_text())
+            for p in sorted((ROOT / "config" / "models").glob("*.yaml"))
+        }
+    from forward_models.cli import load_yaml_config
+
+    cfg = load_yaml_config(ROOT / "config" / "config.yaml")
+    return {name: m.model_dump(mode="json") for name, m in cfg.models.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--seconds", type=float, default=90, help="training budget per family")
-    ap.add_argument("--families", nargs="*", help="presets to run (default: all in config/models)")
+    ap.add_argument("--families", nargs="*", help="models to run (default: all)")
+    ap.add_argument(
+        "--presets", action="store_true", help="config/models/ presets, not config.yaml"
+    )
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    presets = sorted((ROOT / "config" / "models").glob("*.yaml"))
-    names = args.families or [p.stem for p in presets]
+    torch.set_num_threads(args.threads)
+    configs = model_configs(args.presets)
+    names = args.families or sorted(configs)
     rows = []
     with tempfile.TemporaryDirectory() as d:
         train = open_rollouts(
-            collect(PONG, Path(d) / "train.zarr", 500, seed=0, workers=2, progress=False)
+            collect(PONG, Path(d) / "train.zarr", 1000, seed=0, workers=2, progress=False)
         )
         test = open_rollouts(
             collect(PONG, Path(d) / "test.zarr", 100, seed=1, workers=2, progress=False)
         )
         for name in names:
-            cfg = yaml.safe_load((ROOT / "config" / "models" / f"{name}.yaml").read_text())
+            cfg = configs[name]
             torch.manual_seed(0)
             model = models.build(cfg, train.frame_shape, train.n_actions)
             model.prepare(train.array("obs"))

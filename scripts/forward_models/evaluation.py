@@ -172,6 +172,9 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
         ["env", "seed", "predictor", "horizon"]
     )
     base = base.assign(model=base["predictor"])
+    # A baseline also configured as a model (copy_last: {preset: copy_last}) is counted once.
+    trained = set(zip(runs["env"], runs["model"], strict=True))
+    base = base[[(e, m) not in trained for e, m in zip(base["env"], base["model"], strict=True)]]
     both = pd.concat([runs, base], ignore_index=True)
     g = both.groupby(["env", "model", "horizon"])["mean"]
     out = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "seeds"})
