@@ -57,28 +57,18 @@ def test_leaderboard_interval_over_seeds_and_order():
     rows = []
     for seed, (good, bad) in enumerate([(0.010, 0.030), (0.012, 0.034), (0.014, 0.032)]):
         for model, value in (("good", good), ("bad", bad)):
-            rows.append(
-                dict(
-                    env="pong",
-                    model=model,
-                    seed=seed,
-                    predictor="model",
-                    horizon=1,
-                    metric="mse",
-                    mean=value,
+            for predictor, mean in (("model", value), ("copy_last", 0.05)):
+                rows.append(
+                    dict(
+                        env="pong",
+                        model=model,
+                        seed=seed,
+                        predictor=predictor,
+                        horizon=1,
+                        metric="mse",
+                        mean=mean,
+                    )
                 )
-            )
-            rows.append(
-                dict(
-                    env="pong",
-                    model=model,
-                    seed=seed,
-                    predictor="copy_last",
-                    horizon=1,
-                    metric="mse",
-                    mean=0.05,
-                )
-            )
     board = leaderboard(pd.DataFrame(rows), [1])
     good = board[board.model == "good"].iloc[0]
     assert good["seeds"] == 3 and np.isclose(good["mean"], 0.012)
