@@ -51,7 +51,6 @@ def test_killed_writer_is_reported_on_open(tmp_path):
     w.add_episode(fake_episode(20, 0))
     with pytest.raises(StoreError, match="still being written"):  # its writer is alive
         open_rollouts(path)
-    w._wait()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a SIGKILL here: close() never runs; its pid no longer exists
     w.tmp.rename(str(w.tmp).rsplit("-", 1)[0] + f"-{dead.pid}")

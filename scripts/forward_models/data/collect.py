@@ -7,18 +7,22 @@ the number of workers.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.metadata as md
 import multiprocessing as mp
 import sys
 import time
-from collections import deque
+import traceback
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from forward_models import agents, envs
+from forward_models.data.shards import ChunkLayout
 from forward_models.data.zarr_store import RolloutWriter
 
 
@@ -52,45 +56,161 @@ def _worker_env(spec: EnvSpec):
 
 def run_episode(spec: EnvSpec, seed: np.random.SeedSequence) -> dict[str, np.ndarray]:
     """One episode as store rows (see :mod:`forward_models.data.zarr_store`)."""
+    frames, steps = _rollout(spec, seed)
+    return {"obs": np.stack(frames), **steps}
+
+
+def _rollout(spec: EnvSpec, seed: np.random.SeedSequence) -> tuple[list, dict[str, np.ndarray]]:
+    """One episode: its frames as the env returned them, and the per-step arrays."""
     env, agent = _worker_env(spec)
     env_seed, agent_seed = seed.spawn(2)
     agent.reset(np.random.default_rng(agent_seed))
     obs, info = env.reset(seed=int(env_seed.generate_state(1)[0]))
-    rows = {
-        "obs": [obs],
-        "action": [],
-        "reward": [0.0],
-        "terminated": [False],
-        "truncated": [False],
-    }
+    frames, actions, rewards, terms, truncs = [obs], [], [0.0], [False], [False]
     while True:
         action = agent.act(obs, info)
         obs, reward, terminated, truncated, info = env.step(action)
-        rows["action"].append(action)
-        rows["obs"].append(obs)
-        rows["reward"].append(reward)
-        rows["terminated"].append(terminated)
-        rows["truncated"].append(truncated)
+        frames.append(obs)
+        actions.append(action)
+        rewards.append(reward)
+        terms.append(terminated)
+        truncs.append(truncated)
         if terminated or truncated:
             break
-    rows["action"].append(np.zeros_like(np.asarray(rows["action"][0])))
-    return {k: np.asarray(v) for k, v in rows.items()}
+    actions.append(np.zeros_like(np.asarray(actions[0])))
+    steps = {"action": actions, "reward": rewards, "terminated": terms, "truncated": truncs}
+    return frames, {k: np.asarray(v) for k, v in steps.items()}
 
 
-def _episodes(spec: EnvSpec, root: np.random.SeedSequence, pool, workers: int):
-    """Episodes seeded by ``root``'s children in order, forever.
+def episode_seed(seed: int, i: int) -> np.random.SeedSequence:
+    """Episode ``i``'s seed: ``SeedSequence(seed).spawn(i + 1)[i]``, made without the others."""
+    return np.random.SeedSequence(seed, spawn_key=(i,))
 
-    With a pool, at most ``2 * workers`` episodes are in flight: results never pile up in
-    memory behind a slower writer.
+
+def _work(tasks: Connection, conn: Connection, spec: EnvSpec, layout: ChunkLayout) -> None:
+    """A collection worker: runs the episodes it is sent, encodes their frames once placed.
+
+    An episode's chunks can only be cut once the rows of every earlier episode are known, so
+    its frames wait here (not in the writer) until the writer sends where they start.
     """
-    if pool is None:
+    held: dict[int, list[np.ndarray]] = {}
+    try:
         while True:
-            yield run_episode(spec, root.spawn(1)[0])
-    inflight = deque(pool.apply_async(run_episode, (spec, s)) for s in root.spawn(2 * workers))
-    while True:
-        ep = inflight.popleft().get()
-        inflight.append(pool.apply_async(run_episode, (spec, root.spawn(1)[0])))
-        yield ep
+            msg = tasks.recv()
+            if msg[0] == "run":
+                _, i, seed = msg
+                held[i], steps = _rollout(spec, episode_seed(seed, i))
+                conn.send(("done", i, steps))
+            elif msg[0] == "place":
+                _, i, start = msg
+                conn.send(("frames", i, *layout.split(held.pop(i), start)))
+            elif msg[0] == "drop":
+                held.pop(msg[1])
+            else:
+                return
+    except (EOFError, KeyboardInterrupt):  # the collecting process went away
+        return
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+
+
+PIPE_BYTES = 1 << 20  # Linux' default /proc/sys/fs/pipe-max-size
+
+
+class _Workers:
+    """Forked worker processes, each with its own pipe, and how much work each holds."""
+
+    # Per worker: episodes queued to run (keeps it busy while the writer is slow to answer),
+    # and episodes held unplaced (bounds memory while an earlier, long episode still runs).
+    QUEUE, HOLD = 2, 8
+
+    def __init__(self, spec: EnvSpec, layout: ChunkLayout, n: int):
+        ctx = mp.get_context("fork")
+        self.tasks, self.conns, self.procs = [], [], []
+        for _ in range(n):
+            task_r, task_w = ctx.Pipe(duplex=False)
+            result_r, result_w = ctx.Pipe(duplex=False)
+            # An episode's loose rows are a few hundred KB: with the default 64 KB pipe a worker
+            # would stall on every send until the writer is scheduled to drain it.
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(result_w.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+            proc = ctx.Process(target=_work, args=(task_r, result_w, spec, layout), daemon=True)
+            proc.start()
+            task_r.close()
+            result_w.close()
+            self.tasks.append(task_w)
+            self.conns.append(result_r)
+            self.procs.append(proc)
+        self.queued, self.held = [0] * n, [0] * n
+
+    def free(self) -> int | None:
+        """The least loaded worker that can take another episode, if any."""
+        ok = [w for w in range(len(self.conns)) if self.queued[w] < self.QUEUE]
+        ok = [w for w in ok if self.queued[w] + self.held[w] < self.QUEUE + self.HOLD]
+        return min(ok, key=lambda w: (self.queued[w], self.held[w]), default=None)
+
+    def messages(self):
+        """Messages from any worker as they come, as ``(worker, message)``."""
+        for conn in wait(self.conns):
+            w = self.conns.index(conn)
+            try:
+                msg = conn.recv()
+            except EOFError:
+                self.procs[w].join(1)
+                raise RuntimeError(
+                    f"collection worker {w} died (exit code {self.procs[w].exitcode})"
+                ) from None
+            if msg[0] == "error":
+                raise RuntimeError(f"collection worker {w} failed:\n{msg[1]}")
+            yield w, msg
+
+    def close(self) -> None:
+        for conn in self.tasks:
+            with contextlib.suppress(OSError):
+                conn.send(("stop",))
+        for proc in self.procs:
+            proc.join(5)
+            if proc.is_alive():
+                proc.terminate()
+
+
+def _collect_into(writer: RolloutWriter, workers: _Workers, seed, episodes, min_length, bar):
+    """Runs episodes on the workers and stores the first ``episodes`` long enough, in seed order.
+
+    Acceptance is decided in seed order only, so the store does not depend on scheduling.
+    """
+    owner: dict[int, int] = {}  # launched episode -> worker
+    done: dict[int, dict] = {}  # finished, not yet decided: per-step arrays
+    launched = decided = kept = awaiting = 0
+    t0 = time.perf_counter()
+    while kept < episodes or awaiting:
+        while kept + (launched - decided) < episodes and (w := workers.free()) is not None:
+            workers.tasks[w].send(("run", launched, seed))
+            owner[launched], launched = w, launched + 1
+            workers.queued[w] += 1
+        for w, msg in workers.messages():
+            if msg[0] == "done":
+                done[msg[1]] = msg[2]
+                workers.queued[w] -= 1
+                workers.held[w] += 1
+            else:  # "frames"
+                writer.put_frames(msg[2], msg[3])
+                awaiting -= 1
+        while decided in done:
+            steps, w = done.pop(decided), owner.pop(decided)
+            workers.held[w] -= 1
+            if kept < episodes and len(steps["reward"]) - 1 >= min_length:
+                start = writer.add_steps(steps)
+                workers.tasks[w].send(("place", decided, start))
+                kept, awaiting = kept + 1, awaiting + 1
+                bar.set_postfix_str(
+                    f"{writer.n / (time.perf_counter() - t0):,.0f} frames/s", refresh=False
+                )
+                bar.update(1)
+            else:
+                workers.tasks[w].send(("drop", decided))
+            decided += 1
+    return kept
 
 
 def _versions() -> dict[str, str]:
@@ -119,18 +239,21 @@ def collect(
     Episodes shorter than ``min_length`` are dropped and the next seeds used, in order, so the
     result stays independent of ``workers``.
     """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    layout_env = spec.make()
+    frame_shape = layout_env.observation_space.shape
+    space = layout_env.action_space
+    layout_env.close()
+    layout = ChunkLayout(tuple(frame_shape))
     # Fork before anything starts a thread (zarr's event loop, tqdm's monitor): forked workers
     # then inherit no held locks, and unlike spawn they never re-import the caller's __main__.
     # Flush first: forked children inherit (and would print again) unflushed output.
     sys.stdout.flush()
     sys.stderr.flush()
-    pool = mp.get_context("fork").Pool(workers) if workers > 1 else None
-    env = spec.make()
-    frame_shape = env.observation_space.shape
-    space = env.action_space
+    pool = _Workers(spec, layout, workers)
     action_shape = getattr(space, "shape", ()) if not hasattr(space, "n") else ()
     action_dtype = np.int64 if hasattr(space, "n") else np.float32
-    env.close()
     attrs = {
         "env": asdict(spec),
         "action_space": repr(space),
@@ -143,26 +266,21 @@ def collect(
         "versions": _versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    root = np.random.SeedSequence(seed)
     bar = tqdm(total=episodes, unit="ep", disable=not progress, desc=Path(out).name)
-    kept, frames, t0 = 0, 0, time.perf_counter()
     try:
-        with RolloutWriter(out, frame_shape, action_shape, action_dtype, attrs) as writer:
-            for ep in _episodes(spec, root, pool, workers):
-                if len(ep["obs"]) - 1 < min_length:
-                    continue
-                writer.add_episode(ep)
-                kept += 1
-                frames += len(ep["obs"])
-                bar.set_postfix_str(
-                    f"{frames / (time.perf_counter() - t0):,.0f} frames/s", refresh=False
-                )
-                bar.update(1)
-                if kept == episodes:
-                    break
+        with RolloutWriter(
+            out,
+            frame_shape,
+            action_shape,
+            action_dtype,
+            attrs,
+            layout.chunk_len,
+            layout.shard_len,
+            layout.level,
+        ) as writer:
+            kept = _collect_into(writer, pool, seed, episodes, min_length, bar)
             writer.root.attrs["episodes"] = kept
     finally:
         bar.close()
-        if pool:
-            pool.terminate()
+        pool.close()
     return Path(out)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +28,12 @@ import numpy as np
 import zarr
 import zarr.codecs
 
+from forward_models.data.shards import ChunkLayout, ShardWriter, sharded_array
+
 KEYS = ("obs", "action", "reward", "terminated", "truncated")
 DTYPES = {"reward": np.float32, "terminated": np.bool_, "truncated": np.bool_}
+STEP_KEYS = KEYS[1:]
+STEP_CHUNK = 65_536  # rows per chunk of the per-step arrays
 
 
 class StoreError(ValueError):
@@ -38,7 +41,12 @@ class StoreError(ValueError):
 
 
 class RolloutWriter:
-    """Streams episodes into a new store; only whole shards are written until :meth:`close`."""
+    """Streams episodes into a new store, published by :meth:`close` only when complete.
+
+    Frames go straight to shard files (:mod:`forward_models.data.shards`); the per-step arrays
+    are tiny and go through Zarr in big chunks. Parallel collection reserves an episode's rows
+    with :meth:`add_steps` and hands in frames that workers encoded with :meth:`put_frames`.
+    """
 
     def __init__(
         self,
@@ -47,85 +55,87 @@ class RolloutWriter:
         action_shape: tuple[int, ...] = (),
         action_dtype=np.int64,
         attrs: dict | None = None,
-        chunk_len: int = 64,
+        chunk_len: int = 32,
         shard_len: int = 1024,
         level: int = 3,
     ):
-        if shard_len % chunk_len:
-            raise ValueError(f"shard_len={shard_len} must be a multiple of chunk_len={chunk_len}")
+        self.layout = ChunkLayout(tuple(frame_shape), chunk_len, shard_len, level)
         self.path = Path(path)
         # host + pid: writers on other nodes of a shared filesystem never clean up ours.
         self.tmp = self.path.with_name(f"{self.path.name}.partial-{_HOST}-{os.getpid()}")
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.root = zarr.open_group(str(self.tmp), mode="w", zarr_format=3)
         self.root.attrs.update(attrs or {})
-        self.shard_len, self.n, self.ends = shard_len, 0, []
+        self.n, self.ends, self._written = 0, [], 0
         data = self.root.create_group("data")
         self.root.create_group("meta")
-        zstd = zarr.codecs.ZstdCodec(level=level)
-        dtypes = {**DTYPES, "obs": np.uint8, "action": np.dtype(action_dtype)}
-        shapes = {"obs": tuple(frame_shape), "action": tuple(action_shape)}
+        self.frames = ShardWriter(
+            sharded_array(data, "obs", self.layout), self.tmp / "data" / "obs", self.layout
+        )
+        dtypes = {**DTYPES, "action": np.dtype(action_dtype)}
         self.arrays, self.buffers = {}, {}
-        for key in KEYS:
-            tail = shapes.get(key, ())
-            # Frames: small chunks (cheap random windows) inside shards (few files). Per-step
-            # scalars are tiny: big unsharded chunks, since Zarr's cost is per chunk, not per byte.
-            small = key != "obs"
-            # The pipeline batch is read when the array is made: encode 64 chunks per await
-            # instead of one (measured 40k -> 62k frames/s written at 64x64).
-            with zarr.config.set({"codec_pipeline.batch_size": 64}):
-                self.arrays[key] = data.create_array(
-                    key,
-                    shape=(0, *tail),
-                    dtype=dtypes[key],
-                    chunks=((64 * shard_len if small else chunk_len), *tail),
-                    shards=None if small else (shard_len, *tail),
-                    compressors=zstd,
-                )
+        for key in STEP_KEYS:
+            tail = tuple(action_shape) if key == "action" else ()
+            # Per-step scalars are tiny: big unsharded chunks, since Zarr's cost is per chunk.
+            self.arrays[key] = data.create_array(
+                key,
+                shape=(0, *tail),
+                dtype=dtypes[key],
+                chunks=(STEP_CHUNK, *tail),
+                compressors=zarr.codecs.ZstdCodec(level=level),
+            )
             self.buffers[key] = []
-        # Shards are written by one background thread (Zarr compresses outside the GIL), so
-        # collection keeps stepping envs meanwhile; at most one shard waits, bounding memory.
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="zarr-writer")
-        self._pending = None
+
+    def add_steps(self, steps: dict[str, np.ndarray]) -> int:
+        """Append one episode's per-step arrays; returns the row where its frames start."""
+        rows = len(steps["reward"])
+        for key in STEP_KEYS:
+            if len(steps[key]) != rows:
+                raise ValueError(f"episode {key} has {len(steps[key])} rows, reward has {rows}")
+            self.buffers[key].append(np.asarray(steps[key], dtype=self.arrays[key].dtype))
+        start, self.n = self.n, self.n + rows
+        self.ends.append(self.n)
+        if self.n - self._written >= STEP_CHUNK:
+            self._flush_steps(final=False)
+        return start
+
+    def put_frames(self, chunks, fragments) -> None:
+        """Frames as :meth:`ChunkLayout.split` gives them: encoded chunks and loose rows."""
+        for k, data in chunks:
+            self.frames.put_chunk(k, data)
+        for start, rows in fragments:
+            self.frames.put_rows(start, rows)
 
     def add_episode(self, episode: dict[str, np.ndarray]) -> None:
-        rows = len(episode["obs"])
-        for key in KEYS:
-            if len(episode[key]) != rows:
-                raise ValueError(f"episode {key} has {len(episode[key])} rows, obs has {rows}")
-            self.buffers[key].append(np.asarray(episode[key], dtype=self.arrays[key].dtype))
-        self.ends.append(self.n + sum(len(b) for b in self.buffers["obs"]))
-        self._flush(final=False)
+        obs = np.asarray(episode["obs"], dtype=np.uint8)
+        if obs.shape[1:] != self.layout.frame_shape:
+            raise ValueError(
+                f"episode frames are {obs.shape[1:]}, store holds {self.layout.frame_shape}"
+            )
+        if len(obs) != len(episode["reward"]):
+            raise ValueError(
+                f"episode obs has {len(obs)} rows, reward has {len(episode['reward'])}"
+            )
+        start = self.add_steps(episode)
+        self.put_frames(*self.layout.split(obs, start))
 
-    def _flush(self, final: bool) -> None:
-        pending = sum(len(b) for b in self.buffers["obs"])
-        take = pending if final else pending - pending % self.shard_len
+    def _flush_steps(self, final: bool) -> None:
+        pending = self.n - self._written
+        take = pending if final else pending - pending % STEP_CHUNK
         if take == 0:
             return
-        blocks = {}
-        for key in KEYS:
-            block = np.concatenate(self.buffers[key])
-            blocks[key], self.buffers[key] = block[:take], [block[take:]]
-        self._wait()
-        self._pending = self._pool.submit(self._write, self.n, blocks)
-        self.n += take
-
-    def _write(self, start: int, blocks: dict[str, np.ndarray]) -> None:
-        stop = start + len(blocks["obs"])
+        start, stop = self._written, self._written + take
         for key, arr in self.arrays.items():
+            block = np.concatenate(self.buffers[key])
+            self.buffers[key] = [block[take:]]
             arr.resize((stop, *arr.shape[1:]))
-            arr[start:stop] = blocks[key]
-
-    def _wait(self) -> None:
-        if self._pending is not None:
-            self._pending.result()  # re-raises a failed write here
-            self._pending = None
+            arr[start:stop] = block[:take]
+        self._written = stop
 
     def close(self) -> Path:
         """Write the remainder and the episode index, then atomically publish the store."""
-        self._flush(final=True)
-        self._wait()
-        self._pool.shutdown()
+        self._flush_steps(final=True)
+        self.frames.finish(self.n)
         self.root["meta"].create_array("episode_ends", data=np.asarray(self.ends, np.int64))
         # An existing store (another writer of the same store finished first) is moved aside,
         # not deleted first, so the path is missing only between two renames.
@@ -139,7 +149,6 @@ class RolloutWriter:
         return self.path
 
     def abort(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
