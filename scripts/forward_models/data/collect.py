@@ -8,7 +8,6 @@ the number of workers.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.metadata as md
 import multiprocessing as mp
 import sys
@@ -22,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from forward_models import agents, envs
+from forward_models.data.ring import RowRing
 from forward_models.data.shards import ChunkLayout
 from forward_models.data.zarr_store import RolloutWriter
 
@@ -87,7 +87,9 @@ def episode_seed(seed: int, i: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(i,))
 
 
-def _work(tasks: Connection, conn: Connection, spec: EnvSpec, layout: ChunkLayout) -> None:
+def _work(
+    tasks: Connection, conn: Connection, ring: RowRing, spec: EnvSpec, layout: ChunkLayout
+) -> None:
     """A collection worker: runs the episodes it is sent, encodes their frames once placed.
 
     An episode's chunks can only be cut once the rows of every earlier episode are known, so
@@ -103,7 +105,9 @@ def _work(tasks: Connection, conn: Connection, spec: EnvSpec, layout: ChunkLayou
                 conn.send(("done", i, steps))
             elif msg[0] == "place":
                 _, i, start = msg
-                conn.send(("frames", i, *layout.split(held.pop(i), start)))
+                chunks, fragments = layout.split(held.pop(i), start)
+                loose = [(lo, len(rows), ring.put(rows)) for lo, rows in fragments]
+                conn.send(("frames", i, chunks, loose))
             elif msg[0] == "drop":
                 held.pop(msg[1])
             else:
@@ -114,36 +118,44 @@ def _work(tasks: Connection, conn: Connection, spec: EnvSpec, layout: ChunkLayou
         conn.send(("error", traceback.format_exc()))
 
 
-PIPE_BYTES = 1 << 20  # Linux' default /proc/sys/fs/pipe-max-size
-
-
 class _Workers:
     """Forked worker processes, each with its own pipe, and how much work each holds."""
 
     # Per worker: episodes queued to run (keeps it busy while the writer is slow to answer),
     # and episodes held unplaced (bounds memory while an earlier, long episode still runs).
-    QUEUE, HOLD = 2, 8
+    QUEUE, HOLD = 3, 8
 
-    def __init__(self, spec: EnvSpec, layout: ChunkLayout, n: int):
+    def __init__(self, spec: EnvSpec, layout: ChunkLayout, n: int, seed: int):
         ctx = mp.get_context("fork")
-        self.tasks, self.conns, self.procs = [], [], []
+        self.tasks, self.conns, self.procs, self.rings = [], [], [], []
         for _ in range(n):
             task_r, task_w = ctx.Pipe(duplex=False)
             result_r, result_w = ctx.Pipe(duplex=False)
-            # An episode's loose rows are a few hundred KB: with the default 64 KB pipe a worker
-            # would stall on every send until the writer is scheduled to drain it.
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(result_w.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
-            proc = ctx.Process(target=_work, args=(task_r, result_w, spec, layout), daemon=True)
+            # Loose rows: at most two fragments of a chunk per episode, a few episodes queued.
+            ring = RowRing(ctx, 8 * layout.chunk_len, layout.frame_shape)
+            args = (task_r, result_w, ring, spec, layout)
+            proc = ctx.Process(target=_work, args=args, daemon=True)
             proc.start()
             task_r.close()
             result_w.close()
             self.tasks.append(task_w)
             self.conns.append(result_r)
             self.procs.append(proc)
+            self.rings.append(ring)
         self.queued, self.held = [0] * n, [0] * n
+        self.seed, self.launched, self.owner = seed, 0, {}  # owner: episode -> worker
 
-    def free(self) -> int | None:
+    def launch(self, wanted: int) -> None:
+        """Send up to ``wanted`` more episodes, in seed order, to workers with room."""
+        for _ in range(wanted):
+            w = self._free()
+            if w is None:
+                return
+            self.tasks[w].send(("run", self.launched, self.seed))
+            self.owner[self.launched], self.launched = w, self.launched + 1
+            self.queued[w] += 1
+
+    def _free(self) -> int | None:
         """The least loaded worker that can take another episode, if any."""
         ok = [w for w in range(len(self.conns)) if self.queued[w] < self.QUEUE]
         ok = [w for w in ok if self.queued[w] + self.held[w] < self.QUEUE + self.HOLD]
@@ -174,30 +186,29 @@ class _Workers:
                 proc.terminate()
 
 
-def _collect_into(writer: RolloutWriter, workers: _Workers, seed, episodes, min_length, bar):
+def _collect_into(writer: RolloutWriter, workers: _Workers, episodes, min_length, bar):
     """Runs episodes on the workers and stores the first ``episodes`` long enough, in seed order.
 
     Acceptance is decided in seed order only, so the store does not depend on scheduling.
     """
-    owner: dict[int, int] = {}  # launched episode -> worker
     done: dict[int, dict] = {}  # finished, not yet decided: per-step arrays
-    launched = decided = kept = awaiting = 0
+    decided = kept = awaiting = 0
     t0 = time.perf_counter()
     while kept < episodes or awaiting:
-        while kept + (launched - decided) < episodes and (w := workers.free()) is not None:
-            workers.tasks[w].send(("run", launched, seed))
-            owner[launched], launched = w, launched + 1
-            workers.queued[w] += 1
+        workers.launch(episodes - kept - (workers.launched - decided))
         for w, msg in workers.messages():
             if msg[0] == "done":
                 done[msg[1]] = msg[2]
                 workers.queued[w] -= 1
                 workers.held[w] += 1
-            else:  # "frames"
-                writer.put_frames(msg[2], msg[3])
+            else:  # "frames": encoded chunks, and loose rows left in the worker's ring
+                writer.put_frames(msg[2], [])
+                for start, n, pos in msg[3]:
+                    writer.frames.put_rows(start, workers.rings[w].get(pos, n))
+                    workers.rings[w].release(pos, n)
                 awaiting -= 1
         while decided in done:
-            steps, w = done.pop(decided), owner.pop(decided)
+            steps, w = done.pop(decided), workers.owner.pop(decided)
             workers.held[w] -= 1
             if kept < episodes and len(steps["reward"]) - 1 >= min_length:
                 start = writer.add_steps(steps)
@@ -251,7 +262,8 @@ def collect(
     # Flush first: forked children inherit (and would print again) unflushed output.
     sys.stdout.flush()
     sys.stderr.flush()
-    pool = _Workers(spec, layout, workers)
+    pool = _Workers(spec, layout, workers, seed)
+    pool.launch(episodes)  # workers start while the store is set up
     action_shape = getattr(space, "shape", ()) if not hasattr(space, "n") else ()
     action_dtype = np.int64 if hasattr(space, "n") else np.float32
     attrs = {
@@ -278,7 +290,7 @@ def collect(
             layout.shard_len,
             layout.level,
         ) as writer:
-            kept = _collect_into(writer, pool, seed, episodes, min_length, bar)
+            kept = _collect_into(writer, pool, episodes, min_length, bar)
             writer.root.attrs["episodes"] = kept
     finally:
         bar.close()
