@@ -196,7 +196,7 @@ def test_collection_killed_midway_leaves_no_store_and_a_rerun_succeeds(tmp_path,
     )
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     deadline = time.time() + 60
-    while not any(p.glob("data/obs/c/*") for p in tmp_path.glob("s.zarr.partial-*")):
+    while not any(p.glob("data/obs/c.*") for p in tmp_path.glob("s.zarr.partial-*")):
         assert time.time() < deadline and proc.poll() is None, "collection never started writing"
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the job and its workers die mid-write

@@ -44,7 +44,9 @@ class RowRing:
         if pos % n + k > n:  # never wrap inside one put: readers get one contiguous view
             pos += n - pos % n
         parent = os.getppid()
-        while pos + k - self._released.value > n:
+        # Full while rows still unreleased lie within n of the end of the new ones (skipped
+        # rows at a wrap are never released: an empty ring always has room).
+        while self._head > self._released.value and pos + k - self._released.value > n:
             if os.getppid() != parent:
                 raise RuntimeError("the process reading this ring has gone")
             time.sleep(0.0002)

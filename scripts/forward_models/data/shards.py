@@ -42,7 +42,7 @@ class ChunkLayout:
     """How rows of frames map to chunks and shards along time, and how a chunk is encoded."""
 
     frame_shape: tuple[int, ...]
-    chunk_len: int = 32
+    chunk_len: int = 16
     shard_len: int = 1024
     level: int = 3
 

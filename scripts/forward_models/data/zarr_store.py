@@ -55,9 +55,9 @@ class RolloutWriter:
         action_shape: tuple[int, ...] = (),
         action_dtype=np.int64,
         attrs: dict | None = None,
-        chunk_len: int = 32,
-        shard_len: int = 1024,
-        level: int = 3,
+        chunk_len: int = ChunkLayout.chunk_len,
+        shard_len: int = ChunkLayout.shard_len,
+        level: int = ChunkLayout.level,
     ):
         self.layout = ChunkLayout(tuple(frame_shape), chunk_len, shard_len, level)
         self.path = Path(path)
