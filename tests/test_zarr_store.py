@@ -227,3 +227,27 @@ def test_concurrent_writers_of_one_store_both_succeed(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     assert open_rollouts(out).n_episodes in (20, 400)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.zarr"]
+
+
+def test_a_failing_worker_stops_collection_with_its_traceback(tmp_path, pong_spec):
+    from dataclasses import replace
+
+    bad = replace(pong_spec, agent="no-such-agent")  # fails in the worker, on its first episode
+    with pytest.raises(RuntimeError, match="worker 0 failed(.|\n)*unknown agent 'no-such-agent'"):
+        collect(bad, tmp_path / "s.zarr", 3, seed=0, progress=False)
+    assert list(tmp_path.iterdir()) == []  # no store, no partial copy
+
+
+def test_a_worker_killed_mid_collection_is_reported(tmp_path, pong_spec, monkeypatch):
+    import os
+    import signal
+
+    from forward_models.data import collect as collect_module
+
+    def doomed(spec, seed):  # a worker whose env crashes the process outright
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    monkeypatch.setattr(collect_module, "_rollout", doomed)
+    with pytest.raises(RuntimeError, match=r"collection worker \d died \(exit code -9\)"):
+        collect(pong_spec, tmp_path / "s.zarr", 3, seed=0, workers=2, progress=False)
+    assert list(tmp_path.iterdir()) == []

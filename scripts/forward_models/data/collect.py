@@ -165,16 +165,19 @@ class _Workers:
         """Messages from any worker as they come, as ``(worker, message)``."""
         for conn in wait(self.conns):
             w = self.conns.index(conn)
-            try:
-                msg = conn.recv()
-            except EOFError:
-                self.procs[w].join(1)
-                raise RuntimeError(
-                    f"collection worker {w} died (exit code {self.procs[w].exitcode})"
-                ) from None
-            if msg[0] == "error":
-                raise RuntimeError(f"collection worker {w} failed:\n{msg[1]}")
-            yield w, msg
+            while True:  # drain what is waiting before the next wait() call
+                try:
+                    msg = conn.recv()
+                except EOFError:
+                    self.procs[w].join(1)
+                    raise RuntimeError(
+                        f"collection worker {w} died (exit code {self.procs[w].exitcode})"
+                    ) from None
+                if msg[0] == "error":
+                    raise RuntimeError(f"collection worker {w} failed:\n{msg[1]}")
+                yield w, msg
+                if not conn.poll():
+                    break
 
     def close(self) -> None:
         for conn in self.tasks:
