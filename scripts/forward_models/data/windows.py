@@ -73,7 +73,8 @@ class StreamingWindows(torch.utils.data.IterableDataset):
 
     Each DataLoader worker opens the store itself and decodes only the chunks its windows touch
     (contiguous slices: Zarr is far slower at fancy indexing). Use with ``batch_size=None``.
-    Memory stays at a few shards per worker whatever the store's size.
+    Memory stays at a few shards per worker (plus the actions, a few bytes a row) whatever the
+    store's size.
     """
 
     def __init__(self, path, length: int, batch_size: int, episodes=None, seed: int = 0):
@@ -91,7 +92,8 @@ class StreamingWindows(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
         data = open_rollouts(self.path)
-        obs_arr, act_arr = data.array("obs"), data.array("action")
+        # Actions are a few bytes a row: read once, so each window costs one Zarr read, not two.
+        obs_arr, act_arr = data.array("obs"), data.array("action")[:]
         L = self.length
         while True:
             ep, offset = draw_windows(rng, self.lengths, self.p, L, self.batch_size)
