@@ -3,6 +3,11 @@
 Episode ``i`` of a split is seeded from ``SeedSequence(seed).spawn(...)[i]`` alone (env reset seed
 and agent generator), and episodes are stored in seed order, so the store's bytes do not depend on
 the number of workers.
+
+Work is split so that the one writing process does little: worker processes run episodes and,
+once the writer has decided (in seed order) where an episode starts, compress the chunks lying
+wholly inside it; the writer completes the few chunks shared by neighbouring episodes (their rows
+come through a shared-memory :class:`~forward_models.data.ring.RowRing`) and writes shard files.
 """
 
 from __future__ import annotations
