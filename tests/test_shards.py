@@ -61,6 +61,17 @@ def test_an_array_in_another_format_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="not the shard format"):
         check_array(gzip, layout)
+    slashes = group.create_array(
+        "slashes",
+        shape=(0, *SHAPE),
+        dtype=np.uint8,
+        chunks=(4, *SHAPE),
+        shards=(16, *SHAPE),
+        compressors=zc.ZstdCodec(level=3),
+        fill_value=0,
+    )
+    with pytest.raises(ValueError, match="need directories"):
+        check_array(slashes, layout)
 
 
 def test_missing_rows_are_an_error_not_a_silent_hole(tmp_path):
