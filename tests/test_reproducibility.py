@@ -12,12 +12,15 @@ from forward_models.data.collect import collect
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_same_seed_gives_byte_identical_stores_for_any_number_of_workers(tmp_path, pong_spec):
+@pytest.mark.parametrize("workers", [2, 3])
+def test_same_seed_gives_byte_identical_stores_for_any_number_of_workers(
+    tmp_path, pong_spec, workers
+):
     # Enough short, dropped and long episodes that workers finish out of order and every
     # chunk-sharing case (two, three episodes in one chunk) occurs.
     kw = {"episodes": 12, "seed": 3, "min_length": 20, "progress": False}
     a = collect(pong_spec, tmp_path / "a.zarr", workers=1, **kw)
-    b = collect(pong_spec, tmp_path / "b.zarr", workers=3, **kw)
+    b = collect(pong_spec, tmp_path / "b.zarr", workers=workers, **kw)
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != "zarr.json")
     assert files and files == sorted(
         p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != "zarr.json"
