@@ -80,3 +80,27 @@ def test_leaderboard_interval_over_seeds_and_order():
     )  # counted once per seed, not per model
     md = leaderboard_markdown(board)
     assert md.index("| good |") < md.index("| bad |") < md.index("| copy_last |")
+
+
+def test_a_model_that_is_a_baseline_is_drawn_once():
+    import pandas as pd
+    from forward_models.figures import with_baselines
+
+    rows = []
+    for model, own in (("rnn", 0.01), ("copy_last", 0.05)):  # copy_last configured as a model
+        for predictor, mean in (("model", own), ("copy_last", 0.05), ("mean_frame", 0.04)):
+            for horizon in (1, 2):
+                rows.append(
+                    dict(
+                        env="pong",
+                        model=model,
+                        seed=0,
+                        predictor=predictor,
+                        horizon=horizon,
+                        metric="mse",
+                        mean=mean * horizon,
+                    )
+                )
+    lines = with_baselines(pd.DataFrame(rows))
+    assert sorted(lines["model"].unique()) == ["copy_last", "mean training frame", "rnn"]
+    assert len(lines) == 6  # 3 lines x 2 horizons: the copy-last baseline is not repeated

@@ -21,13 +21,7 @@ def error_vs_horizon(
     summary: pd.DataFrame, out: str | Path, metric: str = "mse", style=None
 ) -> None:
     """One panel per env; one line per model and per baseline; band = range over seeds."""
-    df = summary[summary["metric"] == metric].copy()
-    parts = [df[df["predictor"] == "model"]]
-    for predictor, label in BASELINES.items():
-        base = df[df["predictor"] == predictor].copy()
-        base["model"] = label
-        parts.append(base.drop_duplicates(["env", "seed", "horizon"]))  # the same for every model
-    df = pd.concat(parts, ignore_index=True)
+    df = with_baselines(summary[summary["metric"] == metric])
     xlabel = "open-loop horizon (steps after the precondition)"
     lines_by_env(
         df,
@@ -42,6 +36,29 @@ def error_vs_horizon(
         markers=True,
         dashes=False,
     )
+
+
+def with_baselines(df: pd.DataFrame) -> pd.DataFrame:
+    """Model rows, plus each baseline once as its own line: unless a configured model is that
+    baseline (``copy_last: {preset: copy_last}``), whose line would otherwise be drawn twice."""
+    runs = df[df["predictor"] == "model"]
+    parts = [runs]
+    keys = ["env", "seed", "horizon"]
+    for predictor, label in BASELINES.items():
+        base = df[df["predictor"] == predictor].drop_duplicates(keys)  # the same for every model
+        if base.empty or any(
+            _same_curve(base, run, keys) for _, run in runs.groupby("model", sort=False)
+        ):
+            continue
+        parts.append(base.assign(model=label))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _same_curve(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> bool:
+    if len(a) != len(b):
+        return False
+    both = a.merge(b, on=keys, suffixes=("_a", "_b"))
+    return len(both) == len(a) and np.allclose(both["mean_a"], both["mean_b"], rtol=1e-6)
 
 
 def lines_by_env(df, x, y, style_col, xlabel, ylabel, out, style=None, log=True, **kw) -> None:
