@@ -15,11 +15,12 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata as md
 import multiprocessing as mp
+import select
 import sys
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,12 @@ class _Workers:
             self.procs.append(proc)
             self.rings.append(ring)
         self.queued, self.held = [0] * n, [0] * n
+        # One poll object for the whole run (multiprocessing's wait() builds one per call).
+        self._poll = select.poll()
+        self._worker_of = {}
+        for w, conn in enumerate(self.conns):
+            self._poll.register(conn.fileno(), select.POLLIN)
+            self._worker_of[conn.fileno()] = w
         self.seed, self.launched, self.owner = seed, 0, {}  # owner: episode -> worker
 
     def launch(self, wanted: int) -> None:
@@ -168,8 +175,9 @@ class _Workers:
 
     def messages(self):
         """Messages from any worker as they come, as ``(worker, message)``."""
-        for conn in wait(self.conns):
-            w = self.conns.index(conn)
+        for fd, _ in self._poll.poll():
+            w = self._worker_of[fd]
+            conn = self.conns[w]
             while True:  # drain what is waiting before the next wait() call
                 try:
                     msg = conn.recv()
