@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import zarr
 from forward_models.data.collect import collect, run_episode
+from forward_models.data.shards import ChunkLayout
 from forward_models.data.windows import WindowSampler, split_episodes
 from forward_models.data.zarr_store import RolloutWriter, StoreError, open_rollouts
 
@@ -24,7 +25,8 @@ def fake_episode(rows, seed, shape=(8, 8, 3)):
 def test_round_trip_across_shard_boundaries(tmp_path):
     episodes = [fake_episode(n, i) for i, n in enumerate([5, 17, 3, 40, 9])]
     path = tmp_path / "s.zarr"
-    with RolloutWriter(path, (8, 8, 3), attrs={"env": "fake"}, chunk_len=4, shard_len=16) as w:
+    layout = ChunkLayout((8, 8, 3), chunk_len=4, shard_len=16)
+    with RolloutWriter(path, (8, 8, 3), attrs={"env": "fake"}, layout=layout) as w:
         for ep in episodes:
             w.add_episode(ep)
     r = open_rollouts(path)
@@ -47,7 +49,7 @@ def test_failed_writer_leaves_nothing_that_looks_whole(tmp_path):
 
 def test_killed_writer_is_reported_on_open(tmp_path):
     path = tmp_path / "s.zarr"
-    w = RolloutWriter(path, (8, 8, 3), chunk_len=4, shard_len=8)
+    w = RolloutWriter(path, (8, 8, 3), layout=ChunkLayout((8, 8, 3), chunk_len=4, shard_len=8))
     w.add_episode(fake_episode(20, 0))
     with pytest.raises(StoreError, match="still being written"):  # its writer is alive
         open_rollouts(path)

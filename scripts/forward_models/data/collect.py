@@ -218,10 +218,10 @@ def _collect_into(writer: RolloutWriter, workers: _Workers, episodes, min_length
                 workers.queued[w] -= 1
                 workers.held[w] += 1
             else:  # "frames": encoded chunks, and loose rows left in the worker's ring
-                writer.put_frames(msg[2], [])
-                for start, n, pos in msg[3]:
-                    writer.frames.put_rows(start, workers.rings[w].get(pos, n))
-                    workers.rings[w].release(pos, n)
+                ring = workers.rings[w]
+                writer.put_frames(msg[2], [(start, ring.get(pos, n)) for start, n, pos in msg[3]])
+                for _, n, pos in msg[3]:  # put_frames copied them out
+                    ring.release(pos, n)
                 awaiting -= 1
         while decided in done:
             steps, w = done.pop(decided), workers.owner.pop(decided)
@@ -268,10 +268,10 @@ def collect(
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    layout_env = spec.make()
-    frame_shape = layout_env.observation_space.shape
-    space = layout_env.action_space
-    layout_env.close()
+    env = spec.make()
+    frame_shape = env.observation_space.shape
+    space = env.action_space
+    env.close()
     layout = ChunkLayout(tuple(frame_shape))
     # Fork before anything starts a thread (zarr's event loop, tqdm's monitor): forked workers
     # then inherit no held locks, and unlike spawn they never re-import the caller's __main__.
@@ -296,16 +296,7 @@ def collect(
     }
     bar = tqdm(total=episodes, unit="ep", disable=not progress, desc=Path(out).name)
     try:
-        with RolloutWriter(
-            out,
-            frame_shape,
-            action_shape,
-            action_dtype,
-            attrs,
-            layout.chunk_len,
-            layout.shard_len,
-            layout.level,
-        ) as writer:
+        with RolloutWriter(out, frame_shape, action_shape, action_dtype, attrs, layout) as writer:
             kept = _collect_into(writer, pool, episodes, min_length, bar)
             writer.root.attrs["episodes"] = kept
     finally:

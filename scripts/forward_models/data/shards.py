@@ -145,27 +145,17 @@ class ShardWriter:
             self._write(shard)
 
     def put_rows(self, start: int, rows: np.ndarray) -> None:
-        """Rows of a chunk shared between episodes; encoded once all its rows have come."""
-        self.rows_view(start, len(rows))[:] = rows
-        self.rows_filled(start, len(rows))
-
-    def rows_view(self, start: int, n: int) -> np.ndarray:
-        """The buffer for rows ``start..start+n`` of a shared chunk, to fill in place (from a
-        pipe, say) before calling :meth:`rows_filled`."""
-        c = self.layout.chunk_len
+        """Rows of a chunk shared between episodes (copied); encoded once all its rows came."""
+        c, n = self.layout.chunk_len, len(rows)
         k = start // c
         if n < 1 or (start + n - 1) // c != k:
             raise ValueError(f"rows {start}..{start + n} are not inside one chunk")
         if k not in self._partial:  # every row gets written, or zeroed by finish()
             self._partial[k] = [np.empty((c, *self.layout.frame_shape), np.uint8), 0]
         slot = self._partial[k]
-        return slot[0][start - k * c : start - k * c + n]
-
-    def rows_filled(self, start: int, n: int) -> None:
-        k = start // self.layout.chunk_len
-        slot = self._partial[k]
+        slot[0][start - k * c : start - k * c + n] = rows
         slot[1] += n
-        if slot[1] == self.layout.chunk_len:
+        if slot[1] == c:
             del self._partial[k]
             self.put_chunk(k, self.layout.encode(slot[0]))
 

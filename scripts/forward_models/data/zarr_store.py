@@ -55,11 +55,11 @@ class RolloutWriter:
         action_shape: tuple[int, ...] = (),
         action_dtype=np.int64,
         attrs: dict | None = None,
-        chunk_len: int = ChunkLayout.chunk_len,
-        shard_len: int = ChunkLayout.shard_len,
-        level: int = ChunkLayout.level,
+        layout: ChunkLayout | None = None,
     ):
-        self.layout = ChunkLayout(tuple(frame_shape), chunk_len, shard_len, level)
+        self.layout = layout or ChunkLayout(tuple(frame_shape))
+        if self.layout.frame_shape != tuple(frame_shape):
+            raise ValueError(f"layout is for frames {self.layout.frame_shape}, not {frame_shape}")
         self.path = Path(path)
         # host + pid: writers on other nodes of a shared filesystem never clean up ours.
         self.tmp = self.path.with_name(f"{self.path.name}.partial-{_HOST}-{os.getpid()}")
@@ -82,7 +82,7 @@ class RolloutWriter:
                 shape=(0, *tail),
                 dtype=dtypes[key],
                 chunks=(STEP_CHUNK, *tail),
-                compressors=zarr.codecs.ZstdCodec(level=level),
+                compressors=zarr.codecs.ZstdCodec(level=self.layout.level),
             )
             self.buffers[key] = []
 
@@ -277,7 +277,7 @@ def open_rollouts(path: str | os.PathLike) -> Rollouts:
             f"{path}: data/obs must be uint8 (N, H, W, C), got {obs.dtype} {obs.shape}"
         )
     n = obs.shape[0]
-    for key in KEYS[1:]:
+    for key in STEP_KEYS:
         if data[key].shape[0] != n:
             raise StoreError(
                 f"{path}: data/{key} has {data[key].shape[0]} rows but data/obs has {n}"
