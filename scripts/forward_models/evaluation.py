@@ -158,6 +158,22 @@ def summarize(tables: list[pd.DataFrame]) -> pd.DataFrame:
     return out.rename(columns={"count": "episodes"})
 
 
+BASELINES = ("copy_last", "mean_frame")
+
+
+def baseline_runs(summary: pd.DataFrame) -> pd.DataFrame:
+    """Baseline rows as runs of a model named after the baseline, once per env, seed, horizon and
+    metric (they are the same for every model). A baseline also configured as a model
+    (``copy_last: {preset: copy_last}``) is left out: it would be counted, or drawn, twice."""
+    runs = summary[summary["predictor"] == "model"]
+    base = summary[summary["predictor"].isin(BASELINES)].drop_duplicates(
+        ["env", "seed", "predictor", "horizon", "metric"]
+    )
+    base = base.assign(model=base["predictor"])
+    trained = set(zip(runs["env"], runs["model"], strict=True))
+    return base[[(e, m) not in trained for e, m in zip(base["env"], base["model"], strict=True)]]
+
+
 def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse") -> pd.DataFrame:
     """Mean over seeds and 95% t-interval half-width at ``horizons``, per env and predictor.
 
@@ -167,15 +183,7 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
     from scipy import stats
 
     df = summary[(summary["metric"] == metric) & summary["horizon"].isin(horizons)]
-    runs = df[df["predictor"] == "model"]
-    base = df[df["predictor"].isin(["copy_last", "mean_frame"])].drop_duplicates(
-        ["env", "seed", "predictor", "horizon"]
-    )
-    base = base.assign(model=base["predictor"])
-    # A baseline also configured as a model (copy_last: {preset: copy_last}) is counted once.
-    trained = set(zip(runs["env"], runs["model"], strict=True))
-    base = base[[(e, m) not in trained for e, m in zip(base["env"], base["model"], strict=True)]]
-    both = pd.concat([runs, base], ignore_index=True)
+    both = pd.concat([df[df["predictor"] == "model"], baseline_runs(df)], ignore_index=True)
     g = both.groupby(["env", "model", "horizon"])["mean"]
     out = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "seeds"})
     t = stats.t.ppf(0.975, (out["seeds"] - 1).clip(lower=1))

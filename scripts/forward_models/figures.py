@@ -39,26 +39,13 @@ def error_vs_horizon(
 
 
 def with_baselines(df: pd.DataFrame) -> pd.DataFrame:
-    """Model rows, plus each baseline once as its own line: unless a configured model is that
-    baseline (``copy_last: {preset: copy_last}``), whose line would otherwise be drawn twice."""
-    runs = df[df["predictor"] == "model"]
-    parts = [runs]
-    keys = ["env", "seed", "horizon"]
-    for predictor, label in BASELINES.items():
-        base = df[df["predictor"] == predictor].drop_duplicates(keys)  # the same for every model
-        if base.empty or any(
-            _same_curve(base, run, keys) for _, run in runs.groupby("model", sort=False)
-        ):
-            continue
-        parts.append(base.assign(model=label))
-    return pd.concat(parts, ignore_index=True)
+    """Model rows, plus each baseline once as its own, labelled line (see
+    :func:`~forward_models.evaluation.baseline_runs`)."""
+    from forward_models.evaluation import baseline_runs  # here: evaluation imports torch
 
-
-def _same_curve(a: pd.DataFrame, b: pd.DataFrame, keys: list[str]) -> bool:
-    if len(a) != len(b):
-        return False
-    both = a.merge(b, on=keys, suffixes=("_a", "_b"))
-    return len(both) == len(a) and np.allclose(both["mean_a"], both["mean_b"], rtol=1e-6)
+    base = baseline_runs(df)
+    base = base.assign(model=base["model"].map(BASELINES))
+    return pd.concat([df[df["predictor"] == "model"], base], ignore_index=True)
 
 
 def lines_by_env(df, x, y, style_col, xlabel, ylabel, out, style=None, log=True, **kw) -> None:
