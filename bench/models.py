@@ -23,15 +23,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from forward_models import models  # noqa: E402
-from forward_models.data.collect import EnvSpec, collect  # noqa: E402
+from forward_models import config, models  # noqa: E402
+from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
 from forward_models.evaluation import eval_windows, predict, step_errors  # noqa: E402
 
-PONG = EnvSpec(
-    "forward_models/TwoPlayerPong-v0", 32, {}, 200, "pong", {"stochasticity": [0.5, 1.0]}
-)
+PONG = config.load_yaml(ROOT / "config" / "config.yaml").envs["pong"]  # the default env
 HORIZONS = (1, 8, 16, 32)
 
 
@@ -66,9 +64,8 @@ def model_configs(presets: bool) -> dict[str, dict]:
             p.stem: yaml.safe_load(p.read_text())
             for p in sorted((ROOT / "config" / "models").glob("*.yaml"))
         }
-    from forward_models.cli import load_yaml_config
 
-    cfg = load_yaml_config(ROOT / "config" / "config.yaml")
+    cfg = config.load_yaml(ROOT / "config" / "config.yaml")
     return {name: m.model_dump(mode="json") for name, m in cfg.models.items()}
 
 

@@ -1,18 +1,17 @@
-"""Rule `aggregate`: every run's metrics table -> results/eval/summary.csv."""
+"""Rule `aggregate`: every run's metrics table -> results/eval/summary.csv.
 
-import sys
+Standalone: python scripts/aggregate.py [--configfile ...]
+"""
 
 import pandas as pd
-from forward_models.evaluation import summarize
+from _rule import run
+from forward_models.leaderboard import summarize
 
 
-def main(tables: list[str], out: str) -> None:
-    summarize([pd.read_parquet(t) for t in tables]).to_csv(out, index=False)
+def main(snakemake):
+    tables = [pd.read_parquet(t) for t in snakemake.input.metrics]
+    summarize(tables).to_csv(snakemake.output.summary, index=False)
 
 
-if "snakemake" in globals():
-    with open(snakemake.log[0], "w") as log:
-        sys.stdout = sys.stderr = log
-        main(list(snakemake.input.metrics), snakemake.output.summary)
-elif __name__ == "__main__":
-    main(sys.argv[1:-1], sys.argv[-1])
+if __name__ == "__main__":
+    run(main, globals().get("snakemake"))

@@ -1,44 +1,21 @@
 """Rule `rollouts`: collect one split of one env into a Zarr store.
 
-Standalone: python scripts/rollouts.py --config config/config.yaml --env pong --split train OUT.zarr
+Standalone: python scripts/rollouts.py --env pong --split train [--configfile ...]
 """
 
-import argparse
-import sys
+from _rule import run
+from forward_models.config import EnvConfig
+from forward_models.data.collect import collect
 
-from forward_models.data.collect import EnvSpec, collect
 
-
-def main(env: dict, split: str, out: str, progress: bool = True) -> None:
-    agent = env["agent"]
-    spec = EnvSpec(
-        env["id"],
-        env["size"],
-        env["kwargs"],
-        env["max_episode_steps"],
-        agent["kind"],
-        agent["kwargs"],
+def main(snakemake):
+    env = EnvConfig.model_validate(snakemake.params.env)
+    split = env.splits[snakemake.wildcards.split]
+    out = snakemake.output.store
+    collect(
+        env, out, split.episodes, split.seed, env.workers, env.min_length, snakemake.params.progress
     )
-    s = env["splits"][split]
-    collect(spec, out, s["episodes"], s["seed"], env["workers"], env["min_length"], progress)
 
 
-if "snakemake" in globals():
-    with open(snakemake.log[0], "w") as log:
-        sys.stdout = sys.stderr = log
-        main(
-            snakemake.params.env,
-            snakemake.wildcards.split,
-            snakemake.output.store,
-            snakemake.params.progress,
-        )
-elif __name__ == "__main__":
-    from forward_models.cli import load_yaml_config
-
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--config", default="config/config.yaml")
-    ap.add_argument("--env", required=True)
-    ap.add_argument("--split", choices=["train", "test"], required=True)
-    ap.add_argument("out")
-    a = ap.parse_args()
-    main(load_yaml_config(a.config).envs[a.env].model_dump(mode="json"), a.split, a.out)
+if __name__ == "__main__":
+    run(main, globals().get("snakemake"))

@@ -7,18 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from forward_models import config as fm_config
-
-
-def load_yaml_config(*paths: str | Path) -> fm_config.ExperimentBase:
-    """Load and merge YAML files (later ones overlay earlier ones, like Snakemake) and validate."""
-    merged: dict = {}
-    for path in paths:
-        fm_config.deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
-    presets = Path(paths[0]).parent / "models"
-    return fm_config.load(fm_config.resolve_presets(merged, presets))
 
 
 def cmd_schema(args) -> None:

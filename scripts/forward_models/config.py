@@ -1,10 +1,10 @@
-"""The experiment config: YAML -> (JSON schema check in the Snakefile) -> these typed models.
+"""The experiment config: YAML -> :func:`load` -> these typed classes, which travel to the jobs.
 
+Pydantic only (no torch, no env packages): the Snakefile validates with it before any job runs.
 Every field carries its documentation as a docstring; the JSON schema in
-``workflow/schemas/config.schema.json`` is generated from these classes
-(``forward-models schema > workflow/schemas/config.schema.json``) and a test keeps it in sync.
-Model families contribute their own config classes through the registry in
-:mod:`forward_models.models`, so adding a model file adds its keys to the schema.
+``workflow/schemas/config.schema.json`` and ``config/README.md`` are generated from these classes
+(``forward-models schema``, ``forward-models docs``) for editors and readers. Model families
+contribute their config classes from their own files (:mod:`forward_models.families`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from forward_models import envs
-from forward_models.models.base import Strict
+from forward_models import families
+from forward_models.model_config import TINY_TRAIN, Strict
 
 
 class AgentConfig(Strict):
@@ -59,6 +59,8 @@ class EnvConfig(Strict):
     @field_validator("id")
     @classmethod
     def _known_id(cls, v: str) -> str:
+        from forward_models import envs  # gymnasium, not torch
+
         envs.check_env_id(v)
         return v
 
@@ -129,6 +131,9 @@ class ExperimentBase(Strict):
     """Torch device for training and evaluation: auto (CUDA when present), cpu or cuda."""
     progress: bool = True
     """Show progress bars in job logs."""
+    tiny: bool = False
+    """Debug overlay: cap every model's sizes at its family's ``TINY`` values and its training
+    at a few steps on short windows (``config/test.yaml`` sets it; the tests run it)."""
 
     @field_validator("envs", "models")
     @classmethod
@@ -143,10 +148,8 @@ class ExperimentBase(Strict):
 
 @functools.cache
 def experiment_model() -> type[ExperimentBase]:
-    """The experiment config class with ``models`` typed as the union of registered families."""
-    from forward_models.models import REGISTRY
-
-    configs = tuple(cls.Config for cls in REGISTRY.values())
+    """The experiment config class with ``models`` typed as the union of every family's config."""
+    configs = tuple(families.config_classes().values())
     union = Annotated[Union[configs], Field(discriminator="arch")]  # noqa: UP007
     return create_model(
         "Experiment",
@@ -231,9 +234,47 @@ def deep_merge(base: dict, over: dict) -> None:
             base[k] = v
 
 
-def load(config: dict) -> ExperimentBase:
-    """Validate a config dict (as loaded from YAML); errors name the key and what was expected."""
-    return experiment_model().model_validate(config)
+def shrink(entry: dict) -> dict:
+    """A model entry capped at its family's ``TINY`` sizes and :data:`TINY_TRAIN` (the debug
+    overlay): a smaller value already set, as by a test's own overlay, is kept; lists and
+    strings are replaced."""
+    cls = families.config_classes().get(entry.get("arch"))
+    if cls is None:  # unknown arch: validation names it
+        return entry
+    tiny = {k: v for k, v in cls.TINY.items() if k != "train"}
+    tiny["train"] = {**TINY_TRAIN, **cls.TINY.get("train", {})}
+    return _cap(entry, tiny)
+
+
+def _cap(entry: dict, tiny: dict) -> dict:
+    out = dict(entry)
+    for key, small in tiny.items():
+        have = out.get(key)
+        if isinstance(small, dict):
+            out[key] = _cap(have if isinstance(have, dict) else {}, small)
+        elif isinstance(small, int | float) and isinstance(have, int | float):
+            out[key] = min(have, small)
+        else:
+            out[key] = small
+    return out
+
+
+def load(config: dict, presets_dir: str | Path = "config/models") -> ExperimentBase:
+    """Validate a config dict (as loaded from YAML): sweeps and presets expanded, the debug
+    overlay applied. Errors name the key and what was expected."""
+    resolved = resolve_presets(config, presets_dir)
+    if resolved.get("tiny"):
+        resolved["models"] = {k: shrink(v) for k, v in resolved["models"].items()}
+    return experiment_model().model_validate(resolved)
+
+
+def load_yaml(*paths: str | Path) -> ExperimentBase:
+    """Load and merge YAML files (later ones overlay earlier ones, as in Snakemake) and validate;
+    presets are read from ``models/`` beside the first file."""
+    merged: dict = {}
+    for path in paths:
+        deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
+    return load(merged, Path(paths[0]).parent / "models")
 
 
 def json_schema() -> dict:

@@ -1,8 +1,9 @@
-"""Open-loop evaluation on held-out rollouts, for a model and for the copy-last-frame baseline.
+"""Evaluate one run on held-out rollouts: open-loop error against horizon.
 
 Every test episode long enough is used from its start: the first P frames are the precondition,
 then the model is fed the episode's actions and predicts ``horizon`` frames that are compared
 with the truth step by step. The same code path (``model.rollout``) serves training and play.
+References (copy-last, mean-frame) are models too, evaluated by this same code once per run.
 """
 
 from __future__ import annotations
@@ -11,13 +12,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from forward_models import models
+from forward_models import frames
 from forward_models.data.windows import to_batch
 from forward_models.data.zarr_store import Rollouts
 from forward_models.models.base import ForwardModel, split_window
-from forward_models.models.frame_fed import FrameFed
-
-METRICS = ("mse", "psnr", "ssim")
 
 
 def eval_windows(rollouts: Rollouts, precondition: int, horizon: int, episodes: int) -> dict:
@@ -92,42 +90,25 @@ def tidy(errors: dict[str, np.ndarray], episodes: np.ndarray, **labels) -> pd.Da
 
 
 def evaluate(
-    model: ForwardModel,
-    rollouts: Rollouts,
-    horizon: int,
-    episodes: int,
-    labels: dict,
-    train_obs=None,
-):
-    """Errors against horizon, and the arrays for figures.
+    model: ForwardModel, rollouts: Rollouts, horizon: int, episodes: int, labels: dict
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Errors against horizon (tidy table) and a few examples for figures.
 
-    Predictors: ``model`` (open loop), ``copy_last`` and, given the training frames
-    ``train_obs``, ``mean_frame``; for families that read frames also ``model_one_step``
-    (teacher forced: every step reads the true previous frame).
+    Predictors: ``model`` (open loop) and, for families that offer it
+    (:meth:`~forward_models.models.base.ForwardModel.one_step`), ``model_one_step`` (teacher
+    forced: every step reads the true previous frame). The ``reference`` column carries the
+    family's flag, so tables and figures can tell references from learned models.
     """
     p = model.cfg.precondition
     batch = eval_windows(rollouts, p, horizon, episodes)
-    truth = batch["obs"][:, p:]
+    context, actions, truth, _ = split_window(batch, p)
     preds = {"model": predict(model, batch, p)}
-    if isinstance(model, FrameFed):
-        with torch.no_grad():
-            context, actions, target, _ = split_window(batch, p)
-            preds["model_one_step"] = (
-                model.eval().teacher_forced(context, actions, target).float().clamp(0, 1)
-            )
-    baselines = (
-        {"copy_last": None, "mean_frame": train_obs}
-        if train_obs is not None
-        else {"copy_last": None}
-    )
-    for arch, data in baselines.items():
-        base = models.build(
-            {"arch": arch, "precondition": p}, model.frame_shape, model.n_actions, model.action_dim
-        )
-        if data is not None:
-            base.prepare(data)
-        preds[arch] = predict(base, batch, p)
+    with torch.no_grad():
+        one_step = model.eval().one_step(context, actions, truth)
+    if one_step is not None:
+        preds["model_one_step"] = one_step.float().clamp(0, 1)
     ids = batch["episode"].numpy()
+    labels = {**labels, "reference": type(model.cfg).reference}
     table = pd.concat(
         [
             tidy(step_errors(pred, truth), ids, **labels, predictor=name)
@@ -137,79 +118,22 @@ def evaluate(
     )
     examples = {
         "episode": ids[:8],
-        "context": _u8(batch["obs"][:8, :p]),
+        "context": _u8(context[:8]),
         "truth": _u8(truth[:8]),
         "prediction": _u8(preds["model"][:8]),
-        "action": batch["action"][:8, p - 1 : -1].numpy(),  # the actions behind each prediction
+        "action": actions[:8].numpy(),  # the actions behind each prediction
     }
     return table, examples
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:
     """(B, T, C, H, W) floats in [0, 1] -> (B, T, H, W, C) uint8."""
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    return frames.to_uint8(frames.channels_last(x.float().cpu().numpy()))
 
 
-def summarize(tables: list[pd.DataFrame]) -> pd.DataFrame:
-    """Mean, std and count over episodes for every env x model x seed x predictor x horizon x metric."""
-    df = pd.concat(tables, ignore_index=True)
-    keys = ["env", "model", "seed", "predictor", "horizon", "metric"]
-    out = df.groupby(keys, sort=True)["value"].agg(["mean", "std", "count"]).reset_index()
-    return out.rename(columns={"count": "episodes"})
-
-
-BASELINES = ("copy_last", "mean_frame")
-
-
-def baseline_runs(summary: pd.DataFrame) -> pd.DataFrame:
-    """Baseline rows as runs of a model named after the baseline, once per env, seed, horizon and
-    metric (they are the same for every model). A baseline also configured as a model
-    (``copy_last: {preset: copy_last}``) is left out: it would be counted, or drawn, twice."""
-    runs = summary[summary["predictor"] == "model"]
-    base = summary[summary["predictor"].isin(BASELINES)].drop_duplicates(
-        ["env", "seed", "predictor", "horizon", "metric"]
-    )
-    base = base.assign(model=base["predictor"])
-    trained = set(zip(runs["env"], runs["model"], strict=True))
-    return base[[(e, m) not in trained for e, m in zip(base["env"], base["model"], strict=True)]]
-
-
-def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse") -> pd.DataFrame:
-    """Mean over seeds and 95% t-interval half-width at ``horizons``, per env and predictor.
-
-    Rows are every model plus the baselines (``copy_last``, ``mean_frame``; the same for every
-    model, counted once per seed). With one seed the interval is undefined (NaN).
-    """
-    from scipy import stats
-
-    df = summary[(summary["metric"] == metric) & summary["horizon"].isin(horizons)]
-    both = pd.concat([df[df["predictor"] == "model"], baseline_runs(df)], ignore_index=True)
-    g = both.groupby(["env", "model", "horizon"])["mean"]
-    out = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "seeds"})
-    t = stats.t.ppf(0.975, (out["seeds"] - 1).clip(lower=1))
-    out["ci95"] = np.where(out["seeds"] > 1, t * out["std"] / np.sqrt(out["seeds"]), np.nan)
-    return out.drop(columns="std")
-
-
-def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
-    """One table per env: models sorted by their mean over the horizons, best first."""
-    lines = []
-    for env, df in board.groupby("env"):
-        cell = df.assign(
-            text=[
-                f"{m:.4f}" + ("" if np.isnan(c) else f" ± {c:.4f}")
-                for m, c in zip(df["mean"], df["ci95"], strict=True)
-            ]
-        )
-        wide = cell.pivot(index="model", columns="horizon", values="text")
-        order = df.groupby("model")["mean"].mean().sort_values().index
-        seeds = df.groupby("model")["seeds"].max()
-        hs = list(wide.columns)
-        lines += [f"## {env}: open-loop {metric.upper()} (mean ± 95% interval over seeds)", ""]
-        lines.append("| model | seeds | " + " | ".join(f"h={h}" for h in hs) + " |")
-        lines.append("|---|---:|" + "---:|" * len(hs))
-        lines += [
-            f"| {m} | {seeds[m]} | " + " | ".join(wide.loc[m, h] for h in hs) + " |" for m in order
-        ]
-        lines.append("")
-    return "\n".join(lines)
+def run_metrics(table: pd.DataFrame) -> dict[str, float]:
+    """eval/{metric}_h{h} of the model at every horizon, and each metric's mean over horizons."""
+    model = table[table["predictor"] == "model"].groupby(["metric", "horizon"])["value"].mean()
+    out = {f"eval/{m}_h{h}": v for (m, h), v in model.items()}
+    out.update({f"eval/{m}_mean": v for m, v in model.groupby(level="metric").mean().items()})
+    return out

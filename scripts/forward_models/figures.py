@@ -13,39 +13,32 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from forward_models import frames  # noqa: E402
+
 LABELS = {"mse": "MSE per pixel ([0, 1] intensities)", "psnr": "PSNR (dB)", "ssim": "SSIM"}
-BASELINES = {"copy_last": "copy last frame", "mean_frame": "mean training frame"}
 
 
 def error_vs_horizon(
     summary: pd.DataFrame, out: str | Path, metric: str = "mse", style=None
 ) -> None:
-    """One panel per env; one line per model and per baseline; band = range over seeds."""
-    df = with_baselines(summary[summary["metric"] == metric])
+    """One panel per env; one line per model (references dashed); band = range over seeds."""
+    df = summary[(summary["metric"] == metric) & (summary["predictor"] == "model")]
+    df = df.assign(kind=np.where(df["reference"], "reference", "learned"))
     xlabel = "open-loop horizon (steps after the precondition)"
     lines_by_env(
         df,
         "horizon",
         "mean",
-        "model",
+        "kind",
         xlabel,
         LABELS[metric],
         out,
         style,
         log=metric == "mse",
         markers=True,
-        dashes=False,
+        dashes={"learned": "", "reference": (4, 2)},
+        style_order=["learned", "reference"],
     )
-
-
-def with_baselines(df: pd.DataFrame) -> pd.DataFrame:
-    """Model rows, plus each baseline once as its own, labelled line (see
-    :func:`~forward_models.evaluation.baseline_runs`)."""
-    from forward_models.evaluation import baseline_runs  # here: evaluation imports torch
-
-    base = baseline_runs(df)
-    base = base.assign(model=base["model"].map(BASELINES))
-    return pd.concat([df[df["predictor"] == "model"], base], ignore_index=True)
 
 
 def lines_by_env(df, x, y, style_col, xlabel, ylabel, out, style=None, log=True, **kw) -> None:
@@ -83,7 +76,7 @@ def rollout_strip(
     """Rows: truth, prediction, |difference|; the precondition frames lead the truth row."""
     ctx, truth, pred = (examples[k][episode] for k in ("context", "truth", "prediction"))
     p, n = len(ctx), min(n_frames, len(truth))
-    diff = np.abs(truth[:n].astype(np.int16) - pred[:n].astype(np.int16)).astype(np.uint8)
+    diff = frames.difference(truth[:n], pred[:n])
     rows = [
         ("truth", list(ctx) + list(truth[:n])),
         ("prediction", [None] * p + list(pred[:n])),
@@ -91,8 +84,8 @@ def rollout_strip(
     ]
     with plt.style.context(style or "default"):
         fig, axes = plt.subplots(3, p + n, figsize=(0.9 * (p + n), 3.2), squeeze=False)
-        for r, (label, frames) in enumerate(rows):
-            for c, frame in enumerate(frames):
+        for r, (label, row_frames) in enumerate(rows):
+            for c, frame in enumerate(row_frames):
                 ax = axes[r, c]
                 ax.set_xticks([])
                 ax.set_yticks([])
@@ -116,16 +109,9 @@ def rollout_strip(
         plt.close(fig)
 
 
-def side_by_side(truth: np.ndarray, pred: np.ndarray, scale: int = 4) -> np.ndarray:
-    """(T, H, W, C) uint8 pair -> (T, sH, 3sW + 2s, C) frames: truth | prediction | |difference|."""
-    diff = np.abs(truth.astype(np.int16) - pred.astype(np.int16)).astype(np.uint8)
-    gap = np.full((*truth.shape[:2], 2, truth.shape[3]), 128, np.uint8)
-    frames = np.concatenate([truth, gap, pred, gap, diff], axis=2)
-    return frames.repeat(scale, axis=1).repeat(scale, axis=2)
-
-
 def rollout_gif(truth: np.ndarray, pred: np.ndarray, out: str | Path, fps: int = 10) -> None:
-    imageio.mimsave(out, list(side_by_side(truth, pred)), duration=1000 / fps, loop=0)
+    """Animated truth | prediction | |difference| of (T, H, W, C) uint8 frames."""
+    imageio.mimsave(out, list(frames.side_by_side(truth, pred)), duration=1000 / fps, loop=0)
 
 
 def training_curves(logs: pd.DataFrame, out: str | Path, style=None) -> None:
@@ -157,26 +143,29 @@ def asset_frames(model, context, actions, steps: int) -> dict[str, np.ndarray]:
 
     model.eval()
     with torch.no_grad():
-        state, warped, frames, thetas = model.init_state(context), [], [], []
+        state, warped, preds, thetas = model.init_state(context), [], [], []
         for t in range(min(steps, actions.shape[1])):
             frame, state = model.step(state, actions[:, t])
             warped.append(state["warped"][0])
-            frames.append(frame[0])
+            preds.append(frame[0])
             thetas.append(state["theta"][0])
-        u8 = lambda x: (x.clamp(0, 1) * 255).byte().permute(*range(x.dim() - 3), -2, -1, -3).numpy()  # noqa: E731
-        return {
-            "sprites": u8(model.assets()),  # (K, H, W, C)
-            "warped": u8(torch.stack(warped)),  # (T, K, H, W, C)
-            "prediction": u8(torch.stack(frames)),  # (T, H, W, C)
-            "theta": torch.stack(thetas).numpy(),  # (T, K, 2, 3)
-        }
+
+    def u8(x):
+        return frames.to_uint8(frames.channels_last(x.float().numpy()))
+
+    return {
+        "sprites": u8(model.assets().detach()),  # (K, H, W, C)
+        "warped": u8(torch.stack(warped)),  # (T, K, H, W, C)
+        "prediction": u8(torch.stack(preds)),  # (T, H, W, C)
+        "theta": torch.stack(thetas).numpy(),  # (T, K, 2, 3)
+    }
 
 
 def asset_sheet(a: dict, truth: np.ndarray, out: str | Path, style=None) -> None:
     """The thesis' animate_asset_model as one image: learned sprites (left), then per step each
     warped sprite with its translation, their composite, the truth and |difference|."""
     k, t = a["warped"].shape[1], len(a["prediction"])
-    diff = np.abs(truth[:t].astype(np.int16) - a["prediction"].astype(np.int16)).astype(np.uint8)
+    diff = frames.difference(truth[:t], a["prediction"])
     rows = [(f"asset {i + 1}", a["sprites"][i], a["warped"][:, i]) for i in range(k)]
     rows += [
         ("composite", None, a["prediction"]),
@@ -187,12 +176,12 @@ def asset_sheet(a: dict, truth: np.ndarray, out: str | Path, style=None) -> None
         fig, axes = plt.subplots(
             len(rows), t + 1, figsize=(0.85 * (t + 1), 0.95 * len(rows)), squeeze=False
         )
-        for r, (label, sprite, frames) in enumerate(rows):
+        for r, (label, sprite, row_frames) in enumerate(rows):
             for c in range(t + 1):
                 ax = axes[r, c]
                 ax.set_xticks([])
                 ax.set_yticks([])
-                img = sprite if c == 0 else frames[c - 1]
+                img = sprite if c == 0 else row_frames[c - 1]
                 if img is None:
                     ax.set_frame_on(False)
                     continue
@@ -216,11 +205,11 @@ def asset_sheet(a: dict, truth: np.ndarray, out: str | Path, style=None) -> None
 def asset_gif(a: dict, truth: np.ndarray, out: str | Path, scale: int = 4, fps: int = 8) -> None:
     """Per step: each warped sprite | composite | truth | |difference|, side by side."""
     t = len(a["prediction"])
-    diff = np.abs(truth[:t].astype(np.int16) - a["prediction"].astype(np.int16)).astype(np.uint8)
-    gap = np.full((*truth.shape[1:2], 2, truth.shape[3]), 128, np.uint8)
-    frames = []
+    diff = frames.difference(truth[:t], a["prediction"])
+    gap = np.full((*truth.shape[1:2], 2, truth.shape[3]), frames.GAP, np.uint8)
+    shown = []
     for i in range(t):
         parts = [*a["warped"][i], a["prediction"][i], truth[i], diff[i]]
         row = np.concatenate([x for p in parts for x in (p, gap)][:-1], axis=1)
-        frames.append(row.repeat(scale, 0).repeat(scale, 1))
-    imageio.mimsave(out, frames, duration=1000 / fps, loop=0)
+        shown.append(frames.upscale(row, scale))
+    imageio.mimsave(out, shown, duration=1000 / fps, loop=0)

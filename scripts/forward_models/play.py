@@ -17,18 +17,18 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from forward_models import envs, models
+from forward_models import envs, frames, models
 from forward_models.agents import keyboard_agent
 
 
 def _to_u8(frame: torch.Tensor) -> np.ndarray:
     """(C, H, W) in [0, 1] -> (H, W, C) uint8."""
-    return (frame.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    return frames.to_uint8(frames.channels_last(frame.float().cpu().numpy()))
 
 
-def _to_float(frames: list[np.ndarray]) -> torch.Tensor:
+def _to_float(shown: list[np.ndarray]) -> torch.Tensor:
     """P frames (H, W, C) uint8 -> (1, P, C, H, W) in [0, 1]."""
-    return torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div(255)[None]
+    return torch.from_numpy(np.stack(shown)).permute(0, 3, 1, 2).float().div(255)[None]
 
 
 def env_spec(checkpoint: str | Path) -> dict:
@@ -70,18 +70,18 @@ class Dream(gym.Env):
         """The true env's first P frames (no-op-free: the agent acts at random, seeded)."""
         obs, _ = self.true_env.reset(seed=seed)
         self.true_env.action_space.seed(seed)
-        frames = [obs]
-        while len(frames) < self.p:
+        context = [obs]
+        while len(context) < self.p:
             obs, *_ = self.true_env.step(self.true_env.action_space.sample())
-            frames.append(obs)
-        return frames
+            context.append(obs)
+        return context
 
     @torch.no_grad()
-    def sync(self, frames: list[np.ndarray]) -> None:
-        """(Re)start the model from ``frames``, the last P true frames."""
+    def sync(self, context: list[np.ndarray]) -> None:
+        """(Re)start the model from ``context``, the last P true frames."""
         self.model.eval()
-        self.state = self.model.init_state(_to_float(frames[-self.p :]))
-        self._frame = frames[-1]
+        self.state = self.model.init_state(_to_float(context[-self.p :]))
+        self._frame = context[-1]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -163,7 +163,7 @@ def play(
         if term or trunc:
             truth_frames = dream.precondition(seed := seed + 1)
             dream.sync(truth_frames)
-        frame = _compose(obs, pred, scale)
+        frame = frames.side_by_side(obs[None], pred[None], scale=scale)[0]
         surface = pygame.surfarray.make_surface(frame.swapaxes(0, 1))
         screen.fill((30, 30, 30))
         screen.blit(surface, (0, 0))
@@ -184,16 +184,10 @@ def play(
     return shown
 
 
-def _compose(truth: np.ndarray, pred: np.ndarray, scale: int) -> np.ndarray:
-    from forward_models.figures import side_by_side
-
-    return side_by_side(truth[None], pred[None], scale=scale)[0]
-
-
-def _write_video(frames: list[np.ndarray], path: str | Path, fps: int) -> None:
+def _write_video(shown: list[np.ndarray], path: str | Path, fps: int) -> None:
     import imageio.v2 as imageio
 
     if str(path).endswith(".gif"):
-        imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
+        imageio.mimsave(path, shown, duration=1000 / fps, loop=0)
     else:
-        imageio.mimsave(path, frames, fps=fps, macro_block_size=1)
+        imageio.mimsave(path, shown, fps=fps, macro_block_size=1)

@@ -6,6 +6,7 @@ bare ``mlflow ui`` looks when started in the same directory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import subprocess
@@ -68,6 +69,17 @@ def git_commit(path: str | Path = ".") -> str:
         return "unknown"
 
 
+def log_metrics(metrics: dict[str, float], step: int) -> None:
+    """Metrics of the active run at ``step``."""
+    mlflow.log_metrics(metrics, step=step)
+
+
+def log_artifacts(paths) -> None:
+    """Files attached to the active run."""
+    for path in paths:
+        mlflow.log_artifact(str(path))
+
+
 def log_to_run(
     uri: str, run_id: str, metrics: dict[str, float] | None = None, artifacts=(), folder=None
 ) -> None:
@@ -80,3 +92,23 @@ def log_to_run(
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
     for path in artifacts:
         client.log_artifact(run_id, str(path), artifact_path=folder)
+
+
+@contextlib.contextmanager
+def training_run(
+    uri: str, experiment: str, run_name: str, out_dir: Path, resumable: bool, params: dict, tags
+):
+    """The MLflow run of a training job: a new one, or, when the job resumes (``resumable``: its
+    progress checkpoint exists), the run it started before. Logs ``params`` on a new run.
+
+    Snakemake deletes a failed job's outputs, so the id is kept in ``out_dir/.mlflow_run_id``,
+    beside the progress checkpoint, and removed when the job ends well.
+    """
+    resume_file = Path(out_dir) / ".mlflow_run_id"
+    run_id = resume_file.read_text().strip() if resumable and resume_file.exists() else None
+    with start_run(uri, experiment, run_name, run_id, tags) as run:
+        resume_file.write_text(run.info.run_id)
+        if run_id is None:
+            mlflow.log_params(flatten(params))
+        yield run
+    resume_file.unlink(missing_ok=True)

@@ -17,11 +17,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 from tqdm import tqdm
 
-from forward_models import models
-from forward_models.data.windows import WindowSampler
-from forward_models.models.base import ForwardModel, TrainConfig
+from forward_models import models, tracking
+from forward_models.config import MlflowConfig
+from forward_models.data.windows import WindowSampler, split_episodes
+from forward_models.data.zarr_store import open_rollouts
+from forward_models.model_config import ModelConfig, TrainConfig
+from forward_models.models.base import ForwardModel
 
 PROGRESS = "progress.pt"
 
@@ -133,6 +137,58 @@ def train(
     bar.close()
     model.eval()
     return pd.DataFrame(rows, columns=["step", "split", "metric", "value"])
+
+
+def train_job(
+    rollouts: str | Path,
+    cfg: ModelConfig,
+    seed: int,
+    out: dict[str, str],
+    mlflow: MlflowConfig,
+    run_name: str,
+    device: str = "auto",
+    progress: bool = True,
+) -> None:
+    """The train job: one model on one store and seed, tracked in MLflow; writes ``out``'s
+    ``checkpoint``, ``config`` (the resolved config), ``train_log`` and ``run_id``."""
+    out_dir = Path(out["checkpoint"]).parent
+    data = open_rollouts(rollouts)
+    tcfg = cfg.train
+    train_ids, val_ids = split_episodes(data.n_episodes, tcfg.val_fraction, seed)
+    train_data = WindowSampler(data, tcfg.seq_len, train_ids, seed=seed)
+    val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed=seed) if len(val_ids) else None
+    torch.manual_seed(seed)
+    model = models.build(cfg, data.frame_shape, data.n_actions, data.action_dim)
+    model.prepare(data.array("obs"))  # references such as mean_frame see the training frames
+    resolved = {
+        "model": cfg.model_dump(mode="json"),
+        "seed": seed,
+        "rollouts": str(rollouts),
+        "env": data.attrs["env"],
+    }
+    params = {**resolved, "parameters": sum(p.numel() for p in model.parameters())}
+    tags = {"git_commit": tracking.git_commit(), "config_hash": tracking.config_hash(resolved)}
+    resumes = (out_dir / PROGRESS).exists()
+    with tracking.training_run(
+        mlflow.tracking_uri, mlflow.experiment, run_name, out_dir, resumes, params, tags
+    ) as run:
+        Path(out["run_id"]).write_text(run.info.run_id)
+        log = train(
+            model,
+            train_data,
+            val_data,
+            tcfg,
+            out_dir,
+            seed,
+            device,
+            on_log=lambda step, m: tracking.log_metrics(m, step),
+            progress=progress,
+        )
+        models.save(model.cpu(), out["checkpoint"], step=tcfg.steps, env=data.attrs["env"])
+        Path(out["config"]).write_text(yaml.safe_dump(resolved, sort_keys=False))
+        log.to_csv(out["train_log"], index=False)
+        tracking.log_artifacts([out["checkpoint"], out["config"], out["train_log"]])
+    (out_dir / PROGRESS).unlink(missing_ok=True)
 
 
 def _fixed_batches(data: WindowSampler, cfg: TrainConfig) -> list[dict]:

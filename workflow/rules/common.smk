@@ -4,21 +4,21 @@ from pathlib import Path
 
 from pydantic import ValidationError
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from forward_models import config as fm_config  # noqa: E402
 
+# One validator, the typed config (pydantic only: no torch here); its classes travel to the jobs
+# as params, and each rule script rebuilds them at its first line.
 try:
-    RESOLVED = fm_config.resolve_presets(config, "config/models")
-    CFG = fm_config.load(RESOLVED)
+    CFG = fm_config.load(config, "config/models")
 except (ValidationError, ValueError) as exc:
     raise WorkflowError(
         f"invalid config (config/README.md documents every key):\n{exc}"
     ) from None
-validate(RESOLVED, schema="../schemas/config.schema.json", set_default=False)
 
 STYLE = "config/plot.mplstyle"
 

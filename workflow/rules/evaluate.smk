@@ -2,7 +2,6 @@ rule evaluate:
     input:
         checkpoint="results/models/{env}/{model}/seed{seed}/checkpoint.pt",
         rollouts="results/rollouts/{env}/test.zarr",
-        train="results/rollouts/{env}/train.zarr",
         run_id="results/models/{env}/{model}/seed{seed}/mlflow_run_id",
     output:
         metrics="results/eval/{env}/{model}/seed{seed}/metrics.parquet",

@@ -20,13 +20,6 @@ rule train:
         config="results/models/{env}/{model}/seed{seed}/config.yaml",
         train_log="results/models/{env}/{model}/seed{seed}/train_log.csv",
         run_id="results/models/{env}/{model}/seed{seed}/mlflow_run_id",
-        gif=report(
-            "results/models/{env}/{model}/seed{seed}/rollout.gif",
-            caption="../report/rollout_gif.rst",
-            category="Rollouts",
-            subcategory="{env}",
-            labels={"model": "{model}", "seed": "{seed}", "figure": "GIF"},
-        ),
     log:
         "results/logs/train/{env}/{model}/seed{seed}.log",
     benchmark:

@@ -1,30 +1,26 @@
-"""Forward-model families, registered by ``arch`` name. Importing this package registers them."""
+"""Forward-model families, registered by ``arch``. Importing this package imports every family
+file in this folder (:func:`forward_models.families.family_files`): a new family is one file."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import torch
 
-from forward_models.models import (  # noqa: F401  (registration)
-    asset_stn,
-    baselines,
-    conv_gru_residual,
-    frame_transformer_dense,
-    rnn_deconv,
-    rnn_dense,
-    rnn_spatial_transformer,
-    transform_kernel,
-)
-from forward_models.models.base import REGISTRY, ForwardModel, ModelConfig
+from forward_models.families import family_files
+from forward_models.model_config import ModelConfig
+from forward_models.models.base import REGISTRY, ForwardModel
+
+for _path in family_files():
+    importlib.import_module(f"{__name__}.{_path.stem}")
 
 
 def build(
     cfg: dict | ModelConfig, frame_shape, n_actions: int, action_dim: int = 0
 ) -> ForwardModel:
-    """Build a model from its config (a dict is validated against its family's config)."""
-    if isinstance(cfg, dict):
-        cfg = parse_config(cfg)
+    """Build a model from its config (validated against its family's own config class)."""
+    cfg = parse_config(cfg if isinstance(cfg, dict) else cfg.model_dump(mode="json"))
     return REGISTRY[cfg.arch](cfg, tuple(frame_shape), n_actions, action_dim)
 
 

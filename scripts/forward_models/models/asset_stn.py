@@ -17,29 +17,24 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from forward_models.models.base import ForwardModel, ModelConfig, register
+from forward_models.model_config import RecurrentConfig
+from forward_models.models.base import ForwardModel, register
 from forward_models.models.layers import ConvEncoder, RecurrentCore
 
 
-class AssetSTNConfig(ModelConfig):
+class AssetSTNConfig(RecurrentConfig):
+    TINY = {"hidden": 8, "embed": 4}
+
     arch: Literal["asset_stn"] = "asset_stn"
     assets: int = Field(3, ge=1)
     """K: number of learned sprites."""
-    hidden: int = Field(64, ge=1)
-    """GRU state size H."""
-    embed: int = Field(32, ge=1)
-    """Action embedding size E."""
-    dilated_layers: int = Field(0, ge=0)
-    """Dilated GRU layers after the first GRU (the thesis' sweep used 1)."""
-    skip: int = Field(1, ge=1)
-    """Recurrent skip k of the dilated layers (the thesis tried 1 and 8)."""
     transform: Literal["affine", "translation"] = "affine"
     """Per-sprite transform: a full 2x3 affine, or a translation only."""
     fuse: Literal["sum", "conv"] = "sum"
     """Compose warped sprites by summing logits over the background, or with a small conv."""
 
 
-@register("asset_stn")
+@register
 class AssetSTN(ForwardModel):
     Config = AssetSTNConfig
 
@@ -52,9 +47,7 @@ class AssetSTN(ForwardModel):
         # 400 steps still drew only the background (MSE 0.150 at h=1; from 0 with lr 3e-3: 0.034).
         self.background = nn.Parameter(torch.zeros(c, h, w))
         self.encoder = ConvEncoder(c * cfg.precondition, (h, w), cfg.hidden)
-        self.core = RecurrentCore(
-            n_actions, cfg.embed, cfg.hidden, cfg.dilated_layers, cfg.skip, action_dim
-        )
+        self.core = RecurrentCore(cfg, n_actions, action_dim)
         n = 6 if cfg.transform == "affine" else 2
         self.theta = nn.Linear(cfg.hidden, k * n)
         nn.init.normal_(self.theta.weight, std=1e-3)

@@ -8,56 +8,14 @@ is conditioned on the precondition ``o[0..P-1]``, then fed ``a[P-1..L-2]`` and p
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-
-class Strict(BaseModel):
-    """Config base: unknown keys are errors; attribute docstrings become schema descriptions."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
-
-
-class TrainConfig(Strict):
-    steps: int = Field(2000, ge=0)
-    """Optimiser steps."""
-    batch_size: int = Field(32, ge=1)
-    """Windows per batch."""
-    seq_len: int = Field(32, ge=2)
-    """Rows per training window: the precondition plus the frames predicted after it."""
-    lr: float = Field(1e-3, gt=0)
-    """Adam learning rate."""
-    lr_decay_every: int = Field(15000, ge=1)
-    """Step decay as in the thesis: lr / (step // lr_decay_every + 1)."""
-    grad_clip: float = Field(1.0, gt=0)
-    """Clip the global gradient norm to this value."""
-    loss: Literal["bce", "mse"] = "bce"
-    """Per-pixel loss on [0, 1] frames, averaged over the real (unmasked) predicted steps."""
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    """Fraction of the train split's episodes held out for the validation loss."""
-    val_every: int = Field(250, ge=1)
-    """Steps between validation losses."""
-    val_batches: int = Field(4, ge=1)
-    """Batches per validation loss (fixed windows, the same every time)."""
-    log_every: int = Field(25, ge=1)
-    """Steps between logged training losses."""
-    checkpoint_every: int = Field(250, ge=1)
-    """Steps between resume checkpoints (a killed job continues from the last one)."""
-
-
-class ModelConfig(Strict):
-    """Fields every family shares. A family subclasses it with ``arch: Literal[...]``."""
-
-    arch: str
-    """Model family, a key of the registry (see ``forward_models.models.REGISTRY``)."""
-    precondition: int = Field(3, ge=1)
-    """P: frames the model sees before predicting open loop."""
-    train: TrainConfig = TrainConfig()
-    """Training budget and optimiser."""
+from forward_models.families import arch_of
+from forward_models.model_config import ModelConfig
 
 
 class ForwardModel(nn.Module):
@@ -104,6 +62,11 @@ class ForwardModel(nn.Module):
         loss = masked_loss(pred, target, mask, self.cfg.train.loss)
         return loss, {"loss": loss.item()}
 
+    def one_step(self, context, actions, target) -> torch.Tensor | None:
+        """Teacher-forced predictions (every step reads the true previous frame), for families
+        that read frames; None for the others, which have no one-step error."""
+        return None
+
     def prepare(self, obs) -> None:
         """Hook: see the training frames ((N, H, W, C) uint8) once before training (baselines)."""
 
@@ -147,13 +110,10 @@ class ActionEncoder(nn.Module):
 REGISTRY: dict[str, type[ForwardModel]] = {}
 
 
-def register(arch: str):
-    """Class decorator: make a family buildable by its config's ``arch``."""
-
-    def wrap(cls: type[ForwardModel]) -> type[ForwardModel]:
-        if arch in REGISTRY:
-            raise ValueError(f"model arch {arch!r} is registered twice")
-        REGISTRY[arch] = cls
-        return cls
-
-    return wrap
+def register(cls: type[ForwardModel]) -> type[ForwardModel]:
+    """Class decorator: make a family buildable by its config's ``arch`` literal."""
+    arch = arch_of(cls.Config)
+    if arch in REGISTRY:
+        raise ValueError(f"model arch {arch!r} is registered twice")
+    REGISTRY[arch] = cls
+    return cls

@@ -1,4 +1,4 @@
-"""Baselines with the forward-model interface; they have nothing to learn."""
+"""Reference predictors with the forward-model interface; they have nothing to learn."""
 
 from __future__ import annotations
 
@@ -7,14 +7,17 @@ from typing import Literal
 import numpy as np
 import torch
 
-from forward_models.models.base import ForwardModel, ModelConfig, register
+from forward_models.model_config import ModelConfig
+from forward_models.models.base import ForwardModel, register
 
 
 class CopyLastConfig(ModelConfig):
+    reference = True
+
     arch: Literal["copy_last"] = "copy_last"
 
 
-@register("copy_last")
+@register
 class CopyLast(ForwardModel):
     """Predicts that nothing moves: every future frame is the last precondition frame."""
 
@@ -34,10 +37,12 @@ class CopyLast(ForwardModel):
 
 
 class MeanFrameConfig(ModelConfig):
+    reference = True
+
     arch: Literal["mean_frame"] = "mean_frame"
 
 
-@register("mean_frame")
+@register
 class MeanFrame(ForwardModel):
     """Predicts the mean training frame at every step, whatever happens."""
 

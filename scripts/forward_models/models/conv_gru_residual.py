@@ -23,8 +23,9 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from forward_models.model_config import FrameFedConfig
 from forward_models.models.base import ActionEncoder, register
-from forward_models.models.frame_fed import FrameFed, FrameFedConfig
+from forward_models.models.frame_fed import FrameFed
 from forward_models.models.layers import ACT
 
 SCALE = 4  # the recurrent state's resolution is 1/SCALE of the frame's
@@ -45,6 +46,8 @@ class ConvGRUCell(nn.Module):
 
 
 class ConvGRUResidualConfig(FrameFedConfig):
+    TINY = {"channels": 4, "hidden": 4}
+
     arch: Literal["conv_gru_residual"] = "conv_gru_residual"
     channels: int = Field(16, ge=1)
     """Channels of the frame encoder's feature maps (at 1/4 resolution)."""
@@ -56,7 +59,7 @@ class ConvGRUResidualConfig(FrameFedConfig):
     """Channels per full-resolution pixel after the pixel shuffle, read by the output conv."""
 
 
-@register("conv_gru_residual")
+@register
 class ConvGRUResidual(FrameFed):
     Config = ConvGRUResidualConfig
 

@@ -10,17 +10,9 @@ teacher forcing towards open loop.
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 
-from forward_models.models.base import ForwardModel, ModelConfig, masked_loss, split_window
-
-
-class FrameFedConfig(ModelConfig):
-    teacher_forcing: bool = False
-    """Feed the true previous frame at every training step (else the model's own prediction)."""
-    sampling: float = Field(0.0, ge=0, le=1)
-    """With teacher forcing: probability per step of feeding the model's own prediction
-    (scheduled sampling); 0 is pure teacher forcing."""
+from forward_models.model_config import FrameFedConfig
+from forward_models.models.base import ForwardModel, masked_loss, split_window
 
 
 class FrameFed(ForwardModel):
@@ -34,6 +26,9 @@ class FrameFed(ForwardModel):
             pred = self.rollout(context, actions)
         loss = masked_loss(pred, target, mask, self.cfg.train.loss)
         return loss, {"loss": loss.item()}
+
+    def one_step(self, context, actions, target):
+        return self.teacher_forced(context, actions, target)
 
     def teacher_forced(self, context, actions, target, sampling: float = 0.0) -> torch.Tensor:
         """Predictions when step t reads the true frame before it (``target[t - 1]``).

@@ -13,12 +13,15 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from forward_models.model_config import FrameFedConfig
 from forward_models.models.base import ActionEncoder, register
-from forward_models.models.frame_fed import FrameFed, FrameFedConfig
+from forward_models.models.frame_fed import FrameFed
 from forward_models.models.layers import ACT
 
 
 class FrameTransformerDenseConfig(FrameFedConfig):
+    TINY = {"hidden": 16}
+
     arch: Literal["frame_transformer_dense"] = "frame_transformer_dense"
     hidden: int = Field(256, ge=1)
     """Size of the frame code and of the decoder's hidden layer."""
@@ -28,7 +31,7 @@ class FrameTransformerDenseConfig(FrameFedConfig):
     """Dropout on the input frames in training (the thesis used 0.65)."""
 
 
-@register("frame_transformer_dense")
+@register
 class FrameTransformerDense(FrameFed):
     Config = FrameTransformerDenseConfig
 

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from forward_models.model_config import RecurrentConfig
+
 ACT = 0.1  # LeakyReLU slope used throughout the thesis
 
 
@@ -95,23 +97,18 @@ class DilatedGRU(nn.Module):
 
 
 class RecurrentCore(nn.Module):
-    """Action embedding -> GRU whose initial state is given -> optional dilated GRU layers."""
+    """Action embedding -> GRU whose initial state is given -> optional dilated GRU layers,
+    sized by a :class:`~forward_models.model_config.RecurrentConfig`."""
 
-    def __init__(
-        self,
-        n_actions: int,
-        embed: int,
-        hidden: int,
-        dilated_layers: int,
-        skip: int,
-        action_dim: int = 0,
-    ):
+    def __init__(self, cfg: RecurrentConfig, n_actions: int, action_dim: int = 0):
         super().__init__()
         from forward_models.models.base import ActionEncoder
 
-        self.embed = ActionEncoder(n_actions, embed, action_dim)
-        self.gru = nn.GRU(embed, hidden, batch_first=True)
-        self.dilated = nn.ModuleList(DilatedGRU(hidden, skip) for _ in range(dilated_layers))
+        self.embed = ActionEncoder(n_actions, cfg.embed, action_dim)
+        self.gru = nn.GRU(cfg.embed, cfg.hidden, batch_first=True)
+        self.dilated = nn.ModuleList(
+            DilatedGRU(cfg.hidden, cfg.skip) for _ in range(cfg.dilated_layers)
+        )
 
     def forward(self, h0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         y, _ = self.gru(self.embed(actions), h0[None].contiguous())

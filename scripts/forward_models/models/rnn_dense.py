@@ -8,25 +8,20 @@ from typing import Literal
 from pydantic import Field
 from torch import nn
 
-from forward_models.models.base import ForwardModel, ModelConfig, register
+from forward_models.model_config import RecurrentConfig
+from forward_models.models.base import ForwardModel, register
 from forward_models.models.layers import ACT, RecurrentCore
 
 
-class RNNDenseConfig(ModelConfig):
+class RNNDenseConfig(RecurrentConfig):
+    TINY = {"hidden": 8, "width": 16}
+
     arch: Literal["rnn_dense"] = "rnn_dense"
-    hidden: int = Field(64, ge=1)
-    """GRU state size H (the thesis used 64)."""
-    embed: int = Field(32, ge=1)
-    """Action embedding size E."""
     width: int = Field(128, ge=1)
     """Hidden units of the MLP encoder and renderer."""
-    dilated_layers: int = Field(0, ge=0)
-    """Dilated GRU layers after the first GRU."""
-    skip: int = Field(1, ge=1)
-    """Recurrent skip k of the dilated layers."""
 
 
-@register("rnn_dense")
+@register
 class RNNDense(ForwardModel):
     Config = RNNDenseConfig
 
@@ -40,9 +35,7 @@ class RNNDense(ForwardModel):
             nn.LeakyReLU(ACT),
             nn.Linear(cfg.width, cfg.hidden),
         )
-        self.core = RecurrentCore(
-            n_actions, cfg.embed, cfg.hidden, cfg.dilated_layers, cfg.skip, action_dim
-        )
+        self.core = RecurrentCore(cfg, n_actions, action_dim)
         self.renderer = nn.Sequential(
             nn.Linear(cfg.hidden, cfg.width),
             nn.LeakyReLU(ACT),

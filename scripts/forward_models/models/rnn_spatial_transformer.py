@@ -15,23 +15,18 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from forward_models.model_config import FrameFedConfig, RecurrentConfig
 from forward_models.models.base import register
-from forward_models.models.frame_fed import FrameFed, FrameFedConfig
+from forward_models.models.frame_fed import FrameFed
 from forward_models.models.layers import ACT, ConvEncoder, RecurrentCore
 
 
-class RNNSpatialTransformerConfig(FrameFedConfig):
+class RNNSpatialTransformerConfig(FrameFedConfig, RecurrentConfig):
+    TINY = {"hidden": 8, "convs": 2}
+
     arch: Literal["rnn_spatial_transformer"] = "rnn_spatial_transformer"
     teacher_forcing: bool = True
     """Feed the true previous frame in training (the thesis did); open loop in evaluation."""
-    hidden: int = Field(64, ge=1)
-    """GRU state size H."""
-    embed: int = Field(32, ge=1)
-    """Action embedding size E."""
-    dilated_layers: int = Field(0, ge=0)
-    """Dilated GRU layers after the first GRU (the thesis' sweep used 1)."""
-    skip: int = Field(1, ge=1)
-    """Recurrent skip k of the dilated layers (the thesis tried 1 and 8)."""
     features: int = Field(3, ge=1)
     """Channels of the warped feature map (the thesis used 3, one affine transform each)."""
     convs: int = Field(4, ge=1)
@@ -40,7 +35,7 @@ class RNNSpatialTransformerConfig(FrameFedConfig):
     """Dropout on the input frame (training only)."""
 
 
-@register("rnn_spatial_transformer")
+@register
 class RNNSpatialTransformer(FrameFed):
     Config = RNNSpatialTransformerConfig
 
@@ -52,9 +47,7 @@ class RNNSpatialTransformer(FrameFed):
         if min(h, w) - 4 * cfg.convs < 4:
             raise ValueError(f"{cfg.convs} unpadded convs leave no feature map of a {h}x{w} frame")
         self.encoder = ConvEncoder(c * cfg.precondition, (h, w), cfg.hidden)
-        self.core = RecurrentCore(
-            n_actions, cfg.embed, cfg.hidden, cfg.dilated_layers, cfg.skip, action_dim
-        )
+        self.core = RecurrentCore(cfg, n_actions, action_dim)
         chans = [c] + [max(cfg.features, 16)] * (cfg.convs - 1) + [cfg.features]
         down, up = [nn.Dropout(cfg.dropout)], []
         for i, (a, b) in enumerate(zip(chans, chans[1:], strict=False)):

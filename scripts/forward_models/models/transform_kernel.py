@@ -14,12 +14,15 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from forward_models.models.base import ActionEncoder, TrainConfig, register
-from forward_models.models.frame_fed import FrameFed, FrameFedConfig
+from forward_models.model_config import FrameFedConfig, TrainConfig
+from forward_models.models.base import ActionEncoder, register
+from forward_models.models.frame_fed import FrameFed
 from forward_models.models.layers import ACT, ConvEncoder
 
 
 class TransformKernelConfig(FrameFedConfig):
+    TINY = {"features": 4, "transform": 8}
+
     arch: Literal["transform_kernel"] = "transform_kernel"
     train: TrainConfig = TrainConfig(loss="mse")
     """Training settings (the thesis trained this family with MSE)."""
@@ -33,7 +36,7 @@ class TransformKernelConfig(FrameFedConfig):
     """Action embedding size E."""
 
 
-@register("transform_kernel")
+@register
 class TransformKernel(FrameFed):
     Config = TransformKernelConfig
 

@@ -1,0 +1,38 @@
+"""Frame conversions and the truth | prediction | |difference| picture. Numpy only.
+
+One rounding rule for every consumer (evaluation examples, figures, play, GIFs): a [0, 1] float
+becomes ``round(255 * x)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+GAP = 128  # grey of the separator between panels
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """Floats in [0, 1] (clipped) -> uint8, rounded to the nearest level."""
+    return np.rint(np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """(..., C, H, W) -> (..., H, W, C), as torch lays frames out and images are drawn."""
+    return np.moveaxis(np.asarray(x), -3, -1)
+
+
+def difference(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """|truth - prediction| of uint8 frames, as uint8."""
+    return np.abs(truth.astype(np.int16) - pred.astype(np.int16)).astype(np.uint8)
+
+
+def side_by_side(truth: np.ndarray, pred: np.ndarray, scale: int = 4) -> np.ndarray:
+    """(T, H, W, C) uint8 pair -> (T, sH, s(3W + 4), C): truth | prediction | |difference|."""
+    gap = np.full((*truth.shape[:2], 2, truth.shape[3]), GAP, np.uint8)
+    frames = np.concatenate([truth, gap, pred, gap, difference(truth, pred)], axis=2)
+    return upscale(frames, scale)
+
+
+def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour upscaling of (..., H, W, C) frames."""
+    return frames.repeat(scale, axis=-3).repeat(scale, axis=-2)

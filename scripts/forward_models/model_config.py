@@ -1,0 +1,100 @@
+"""Config classes every model family builds on. Pydantic only: validating a config imports no torch.
+
+A family's own config class lives at the top of its model file (``models/<family>.py``) and
+subclasses :class:`ModelConfig` (or a mixin below); :mod:`forward_models.families` reads those
+classes without running the torch half of the file.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    """Config base: unknown keys are errors; attribute docstrings become schema descriptions."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class TrainConfig(Strict):
+    steps: int = Field(2000, ge=0)
+    """Optimiser steps."""
+    batch_size: int = Field(32, ge=1)
+    """Windows per batch."""
+    seq_len: int = Field(32, ge=2)
+    """Rows per training window: the precondition plus the frames predicted after it."""
+    lr: float = Field(1e-3, gt=0)
+    """Adam learning rate."""
+    lr_decay_every: int = Field(15000, ge=1)
+    """Step decay as in the thesis: lr / (step // lr_decay_every + 1)."""
+    grad_clip: float = Field(1.0, gt=0)
+    """Clip the global gradient norm to this value."""
+    loss: Literal["bce", "mse"] = "bce"
+    """Per-pixel loss on [0, 1] frames, averaged over the real (unmasked) predicted steps."""
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    """Fraction of the train split's episodes held out for the validation loss."""
+    val_every: int = Field(250, ge=1)
+    """Steps between validation losses."""
+    val_batches: int = Field(4, ge=1)
+    """Batches per validation loss (fixed windows, the same every time)."""
+    log_every: int = Field(25, ge=1)
+    """Steps between logged training losses."""
+    checkpoint_every: int = Field(250, ge=1)
+    """Steps between resume checkpoints (a killed job continues from the last one)."""
+
+
+# The debug overlay (``tiny: true``) trains every model this briefly on short windows.
+TINY_TRAIN: dict[str, Any] = {
+    "steps": 6,
+    "batch_size": 4,
+    "seq_len": 10,
+    "log_every": 3,
+    "val_every": 3,
+    "checkpoint_every": 3,
+}
+
+
+class ModelConfig(Strict):
+    """Fields every family shares. A family subclasses it with ``arch: Literal["name"] = "name"``:
+    that literal is the family's registry key."""
+
+    reference: ClassVar[bool] = False
+    """A reference predictor (copy-last, mean-frame, the floor), not a learned model: figures
+    and tables draw it as a reference."""
+    TINY: ClassVar[dict[str, Any]] = {}
+    """The family's small sizes (a ``train`` key may adjust :data:`TINY_TRAIN`), used by the
+    debug overlay (``tiny: true``) and the registry-wide tests."""
+
+    arch: str
+    """Model family, a key of the registry (see ``forward_models.families``)."""
+    precondition: int = Field(3, ge=1)
+    """P: frames the model sees before predicting open loop."""
+    train: TrainConfig = TrainConfig()
+    """Training budget and optimiser."""
+
+
+class FrameFedConfig(ModelConfig):
+    """Families that read the frame they predict from (teacher forcing is possible)."""
+
+    teacher_forcing: bool = False
+    """Feed the true previous frame at every training step (else the model's own prediction)."""
+    sampling: float = Field(0.0, ge=0, le=1)
+    """With teacher forcing: probability per step of feeding the model's own prediction
+    (scheduled sampling); 0 is pure teacher forcing."""
+
+
+class RecurrentConfig(ModelConfig):
+    """The thesis' recurrent core: a GRU over action embeddings, optional dilated GRU layers."""
+
+    TINY: ClassVar[dict[str, Any]] = {"hidden": 8}
+
+    hidden: int = Field(64, ge=1)
+    """GRU state size H."""
+    embed: int = Field(32, ge=1)
+    """Action embedding size E."""
+    dilated_layers: int = Field(0, ge=0)
+    """Dilated GRU layers after the first GRU (the thesis stacked 2; its sweep used 1)."""
+    skip: int = Field(1, ge=1)
+    """Recurrent skip k of the dilated layers (the thesis tried 1 and 8)."""
