@@ -4,14 +4,15 @@ import torch
 from forward_models import models
 from forward_models.data.collect import collect
 from forward_models.data.zarr_store import open_rollouts
-from forward_models.evaluation import evaluate, step_errors, summarize
+from forward_models.evaluation import evaluate, step_errors
+from forward_models.leaderboard import summarize
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    from forward_models.data.collect import EnvSpec
+    from conftest import env_config
 
-    spec = EnvSpec("forward_models/TwoPlayerPong-v0", 32, {}, 60, "pong", {"stochasticity": 0.3})
+    spec = env_config("forward_models/TwoPlayerPong-v0", 32, 60, "pong", {"stochasticity": 0.3})
     return open_rollouts(
         collect(spec, tmp_path_factory.mktemp("e") / "s.zarr", 6, seed=0, progress=False)
     )
@@ -28,15 +29,29 @@ def test_evaluate_reports_every_predictor_and_metric(store):
     model = models.build(
         {"arch": "conv_gru_residual", "precondition": 2, "channels": 8, "hidden": 8}, (3, 32, 32), 9
     )
-    table, examples = evaluate(
-        model, store, 8, 4, {"env": "pong", "model": "m", "seed": 0}, store.array("obs")
-    )
-    assert set(table["predictor"]) == {"model", "model_one_step", "copy_last", "mean_frame"}
-    assert set(table["metric"]) == {"mse", "psnr", "ssim"}
+    table, examples = evaluate(model, store, 8, 4, {"env": "pong", "model": "m", "seed": 0})
+    assert set(table["predictor"]) == {"model", "model_one_step"}  # no references inside a run
+    assert set(table["metric"]) == {"mse", "psnr", "ssim"} and not table["reference"].any()
     assert table.groupby(["predictor", "metric"]).size().eq(4 * 8).all()  # episodes x horizons
     assert examples["prediction"].shape == (4, 8, 32, 32, 3) and examples["context"].shape[1] == 2
     s = summarize([table])
     assert {"mean", "std", "episodes"} <= set(s.columns) and (s["episodes"] == 4).all()
+
+
+@pytest.mark.parametrize("arch", ["copy_last", "mean_frame"])
+def test_a_reference_is_evaluated_as_a_model_with_its_flag(store, arch):
+    """References go through the same code as every model, once, flagged by their family."""
+    model = models.build({"arch": arch, "precondition": 3}, (3, 32, 32), 9)
+    model.prepare(store.array("obs"))
+    table, _ = evaluate(model, store, 8, 4, {"env": "pong", "model": arch, "seed": 0})
+    assert set(table["predictor"]) == {"model"} and table["reference"].all()
+    if arch == "copy_last":  # the last precondition frame, compared with each later true frame
+        obs = store.array("obs")
+        s = int(store.episode_starts[0])
+        last, later = obs[s + 2] / 255, obs[s + 3 : s + 11] / 255
+        want = ((later - last) ** 2).mean(axis=(1, 2, 3))
+        got = table[(table.metric == "mse") & (table.episode == 0)].sort_values("horizon")
+        assert np.allclose(got["value"], np.maximum(want, 1e-10), rtol=1e-5)
 
 
 def test_one_step_error_is_not_worse_than_open_loop_for_copying(store):
@@ -52,55 +67,43 @@ def test_one_step_error_is_not_worse_than_open_loop_for_copying(store):
 
 def test_leaderboard_interval_over_seeds_and_order():
     import pandas as pd
-    from forward_models.evaluation import leaderboard, leaderboard_markdown
+    from forward_models.leaderboard import leaderboard, leaderboard_markdown
 
     rows = []
     for seed, (good, bad) in enumerate([(0.010, 0.030), (0.012, 0.034), (0.014, 0.032)]):
-        for model, value in (("good", good), ("bad", bad)):
-            for predictor, mean in (("model", value), ("copy_last", 0.05)):
+        for model, value in (("good", good), ("bad", bad), ("copy_last", 0.05)):
+            for predictor in ("model", "model_one_step"):
                 rows.append(
                     dict(
                         env="pong",
                         model=model,
                         seed=seed,
+                        reference=model == "copy_last",
                         predictor=predictor,
                         horizon=1,
                         metric="mse",
-                        mean=mean,
+                        mean=value if predictor == "model" else 0.0,
                     )
                 )
     board = leaderboard(pd.DataFrame(rows), [1])
     good = board[board.model == "good"].iloc[0]
-    assert good["seeds"] == 3 and np.isclose(good["mean"], 0.012)
-    assert np.isclose(
-        good["ci95"], 4.302652729911275 * 0.002 / np.sqrt(3)
-    )  # t(0.975, 2) * sd / sqrt(n)
-    assert (
-        board[board.model == "copy_last"].iloc[0]["seeds"] == 3
-    )  # counted once per seed, not per model
+    assert good["seeds"] == 3 and np.isclose(good["mean"], 0.012)  # open loop, not one step
+    assert np.isclose(good["ci95"], 4.302652729911275 * 0.002 / np.sqrt(3))  # t(0.975, 2) sd/√n
+    assert board[board.model == "copy_last"].iloc[0]["seeds"] == 3
     md = leaderboard_markdown(board)
-    assert md.index("| good |") < md.index("| bad |") < md.index("| copy_last |")
+    assert md.index("| good ") < md.index("| bad ") < md.index("| copy_last (reference) ")
+    assert "0.0120 ± " in md
 
 
-def test_a_model_that_is_a_baseline_is_drawn_once():
+def test_error_figure_draws_references_dashed(tmp_path):
     import pandas as pd
-    from forward_models.figures import with_baselines
+    from forward_models.figures import error_vs_horizon
 
-    rows = []
-    for model, own in (("rnn", 0.01), ("copy_last", 0.05)):  # copy_last configured as a model
-        for predictor, mean in (("model", own), ("copy_last", 0.05), ("mean_frame", 0.04)):
-            for horizon in (1, 2):
-                rows.append(
-                    dict(
-                        env="pong",
-                        model=model,
-                        seed=0,
-                        predictor=predictor,
-                        horizon=horizon,
-                        metric="mse",
-                        mean=mean * horizon,
-                    )
-                )
-    lines = with_baselines(pd.DataFrame(rows))
-    assert sorted(lines["model"].unique()) == ["copy_last", "mean training frame", "rnn"]
-    assert len(lines) == 6  # 3 lines x 2 horizons: the copy-last baseline is not repeated
+    rows = [
+        dict(env="pong", model=m, seed=0, reference=m == "copy_last", predictor="model",
+             horizon=h, metric="mse", mean=v * h)
+        for m, v in (("rnn", 0.01), ("copy_last", 0.05))
+        for h in (1, 2)
+    ]  # fmt: skip
+    error_vs_horizon(pd.DataFrame(rows), tmp_path / "e.png")
+    assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"

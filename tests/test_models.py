@@ -1,25 +1,24 @@
 import numpy as np
 import pytest
 import torch
-from forward_models import models
+from forward_models import families, models
 from forward_models.data.collect import run_episode
 from forward_models.models import REGISTRY
 from forward_models.models.base import split_window
 from forward_models.models.frame_fed import FrameFed
 
 FRAME = (3, 16, 16)
-LEARNED = [arch for arch in REGISTRY if arch not in ("copy_last", "mean_frame")]
+LEARNED = sorted(set(REGISTRY) - families.references())
 
 
-TINY = {
-    "rnn_deconv": {"hidden": 16, "embed": 8, "encoder_width": 8, "decoder_channels": [16, 8, 8]},
-    "rnn_dense": {"hidden": 16, "embed": 8, "width": 32},
-    "rnn_spatial_transformer": {"hidden": 16, "embed": 8, "convs": 2, "dropout": 0.0},
-    "asset_stn": {"hidden": 16, "embed": 8, "assets": 3},
-    "frame_transformer_dense": {"hidden": 32, "embed": 8, "dropout": 0.0},
-    "transform_kernel": {"features": 4, "transform": 16, "embed": 8},
-    "conv_gru_residual": {"channels": 8, "hidden": 8, "embed": 4},
-}
+def tiny(arch: str) -> dict:
+    """The family's own small sizes (its config's ``TINY``), without dropout: these tests check
+    what a model can fit, and dropout only adds noise to that."""
+    cls = REGISTRY[arch].Config
+    out = {k: v for k, v in cls.TINY.items() if k != "train"}
+    return out | ({"dropout": 0.0} if "dropout" in cls.model_fields else {})
+
+
 # Families that draw pixels from their state or the action (not only move what they read).
 DRAWS = [
     "rnn_deconv",
@@ -32,13 +31,24 @@ FRAME_FED = [a for a, cls in REGISTRY.items() if issubclass(cls, FrameFed)]
 
 
 def small(arch, **over):
-    cfg = {"arch": arch, "precondition": 2, **TINY.get(arch, {})}
+    cfg = {"arch": arch, "precondition": 2, **tiny(arch)}
     cfg.update(over)
     return models.build(cfg, FRAME, n_actions=9)
 
 
-def test_every_family_has_a_tiny_test_config():
-    assert set(LEARNED) == set(TINY)
+def test_every_learned_family_declares_tiny_sizes():
+    assert all(REGISTRY[arch].Config.TINY for arch in LEARNED)
+
+
+def test_families_read_without_torch_equal_the_model_files_classes():
+    """The config classes validation reads from the file heads (no torch) are the ones the model
+    files define: same arch, flags, tiny sizes and schema."""
+    heads = families.config_classes()
+    assert set(heads) == set(REGISTRY)
+    for arch, cls in heads.items():
+        real = REGISTRY[arch].Config
+        assert (cls.reference, cls.TINY) == (real.reference, real.TINY), arch
+        assert cls.model_json_schema() == real.model_json_schema(), arch
 
 
 def window(b=4, length=8, seed=0):
@@ -165,7 +175,7 @@ def test_overfits_one_batch_of_pong(arch, pong_spec):
         "mask": torch.ones(2, 8, dtype=torch.bool),
     }
     torch.manual_seed(0)
-    cfg = {"arch": arch, "precondition": 2, **TINY[arch]}
+    cfg = {"arch": arch, "precondition": 2, **tiny(arch)}
     if arch == "rnn_deconv":
         cfg.update(hidden=32, decoder_channels=[32, 16, 16, 8])
     m = models.build(cfg, (3, 32, 32), 9).train()

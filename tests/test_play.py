@@ -6,8 +6,9 @@ import gymnasium as gym
 import imageio.v3 as iio
 import numpy as np
 import pytest
+from conftest import env_config
 from forward_models import models
-from forward_models.data.collect import EnvSpec, collect
+from forward_models.data.collect import collect
 from forward_models.data.windows import WindowSampler
 from forward_models.data.zarr_store import open_rollouts
 from forward_models.envs import DREAM_ID
@@ -18,14 +19,14 @@ from gymnasium.utils.env_checker import check_env
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-from test_models import TINY  # noqa: E402
+from test_models import tiny  # noqa: E402
 
 FAMILIES = sorted(models.REGISTRY)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    spec = EnvSpec("forward_models/TwoPlayerPong-v0", 32, {}, 40, "pong", {"stochasticity": 0.5})
+    spec = env_config("forward_models/TwoPlayerPong-v0", 32, 40, "pong", {"stochasticity": 0.5})
     return open_rollouts(
         collect(spec, tmp_path_factory.mktemp("d") / "s.zarr", 4, seed=0, progress=False)
     )
@@ -36,9 +37,7 @@ def checkpoints(store, tmp_path_factory):
     out = {}
     for arch in FAMILIES:
         d = tmp_path_factory.mktemp(arch)
-        model = models.build(
-            {"arch": arch, "precondition": 2, **TINY.get(arch, {})}, store.frame_shape, 9
-        )
+        model = models.build({"arch": arch, "precondition": 2, **tiny(arch)}, store.frame_shape, 9)
         model.prepare(store.array("obs"))
         cfg = TrainConfig(steps=3, batch_size=2, seq_len=6, log_every=1)
         train(model, WindowSampler(store, 6, seed=0), None, cfg, d, device="cpu", progress=False)

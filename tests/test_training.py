@@ -25,9 +25,9 @@ TRAIN = TrainConfig(
 def store(
     tmp_path_factory,
 ):
-    from forward_models.data.collect import EnvSpec
+    from conftest import env_config
 
-    spec = EnvSpec("forward_models/TwoPlayerPong-v0", 32, {}, 40, "pong", {"stochasticity": 0.5})
+    spec = env_config("forward_models/TwoPlayerPong-v0", 32, 40, "pong", {"stochasticity": 0.5})
     return open_rollouts(
         collect(spec, tmp_path_factory.mktemp("d") / "s.zarr", 6, seed=0, progress=False)
     )

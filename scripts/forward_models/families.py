@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import linecache
 import sys
 import types
 from pathlib import Path
@@ -69,14 +70,19 @@ def _arch_classes(tree: ast.Module) -> list[ast.ClassDef]:
 
 def _config_head(path: Path) -> list[type[ModelConfig]]:
     """Run the config part of a model file in a module of its own; return its family configs."""
-    tree = ast.parse(path.read_text(), str(path))
+    source = path.read_text()
+    tree = ast.parse(source, str(path))
     keep = [node for node in tree.body if _is_config_part(node)]
     name = f"forward_models.families._{path.stem}"
+    # Pydantic reads field docstrings from the source of the module the class was made in: give
+    # this partial module a file name of its own (the real model file may be imported too).
+    filename = f"{path}:config"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     module = types.ModuleType(name)
-    module.__file__ = str(path)  # pydantic reads the field docstrings from the source
+    module.__file__ = filename
     sys.modules[name] = module
     try:
-        exec(compile(ast.Module(body=keep, type_ignores=[]), str(path), "exec"), module.__dict__)
+        exec(compile(ast.Module(body=keep, type_ignores=[]), filename, "exec"), module.__dict__)
     except NameError as exc:
         raise ImportError(
             f"{path}: a config class uses {exc.name!r}; config classes may use only names from "
