@@ -20,16 +20,11 @@ BUILTIN = {PONG_ID, PONG_FIXED_ID}  # these draw at any size; all others are ren
 
 
 def register() -> None:
-    """Register the built-in envs (and ALE's, when ale-py is installed) with Gymnasium.
+    """Register the built-in envs with Gymnasium (ALE's are registered when an ``ALE/`` id is
+    first asked for: importing ale-py costs every config validation otherwise).
 
     Idempotent; runs on package import.
     """
-    try:
-        import ale_py
-
-        gym.register_envs(ale_py)
-    except ImportError:  # ALE ids then fail as unknown, with close matches
-        pass
     if DREAM_ID not in gym.registry:  # a trained checkpoint's dynamics (imports torch when made)
         gym.register(DREAM_ID, entry_point="forward_models.play:Dream", max_episode_steps=1000)
     if CUBE_CRASH_ID not in gym.registry:
@@ -51,8 +46,19 @@ class UnknownEnvError(ValueError):
     pass
 
 
+def _register_ale() -> None:
+    try:
+        import ale_py
+
+        gym.register_envs(ale_py)
+    except ImportError:  # ALE ids then fail as unknown
+        pass
+
+
 def check_env_id(env_id: str) -> None:
     """Raise :class:`UnknownEnvError`, with close matches, if Gymnasium does not know ``env_id``."""
+    if env_id.startswith("ALE/"):
+        _register_ale()
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.5)
