@@ -95,7 +95,7 @@ def main() -> None:
             cfg = configs[name]
             torch.manual_seed(0)
             model = models.build(cfg, train.frame_shape, train.n_actions)
-            model.prepare(train.array("obs"))
+            model.prepare(train)
             params = sum(p.numel() for p in model.parameters())
             steps, fps = (0, float("nan"))
             if model.trainable:

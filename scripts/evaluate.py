@@ -6,6 +6,7 @@ Standalone: python scripts/evaluate.py --env pong --model rnn_deconv --seed 0 [-
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from _rule import run
 from forward_models import models, tracking
@@ -29,7 +30,8 @@ def main(snakemake):
     # On the training run, so `mlflow ui` compares models by their test error.
     uri = MlflowConfig.model_validate(p.mlflow).tracking_uri
     run_id = Path(i.run_id).read_text().strip()
-    tracking.log_to_run(uri, run_id, run_metrics(table), [o.metrics], "eval")
+    floor = pd.read_parquet(i.floor) if i.get("floor") else None
+    tracking.log_to_run(uri, run_id, run_metrics(table, floor), [o.metrics], "eval")
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ def test_evaluate_reports_every_predictor_and_metric(store):
 def test_a_reference_is_evaluated_as_a_model_with_its_flag(store, arch):
     """References go through the same code as every model, once, flagged by their family."""
     model = models.build({"arch": arch, "precondition": 3}, (3, 32, 32), 9)
-    model.prepare(store.array("obs"))
+    model.prepare(store)
     table, _ = evaluate(model, store, 8, 4, {"env": "pong", "model": arch, "seed": 0})
     assert set(table["predictor"]) == {"model"} and table["reference"].all()
     if arch == "copy_last":  # the last precondition frame, compared with each later true frame
@@ -71,14 +71,16 @@ def test_leaderboard_interval_over_seeds_and_order():
 
     rows = []
     for seed, (good, bad) in enumerate([(0.010, 0.030), (0.012, 0.034), (0.014, 0.032)]):
-        for model, value in (("good", good), ("bad", bad), ("copy_last", 0.05)):
+        runs = (("good", good), ("bad", bad), ("copy_last", 0.05), ("floor", 0.004))
+        for model, value in runs:
             for predictor in ("model", "model_one_step"):
                 rows.append(
                     dict(
                         env="pong",
                         model=model,
                         seed=seed,
-                        reference=model == "copy_last",
+                        reference=model in ("copy_last", "floor"),
+                        floor=model == "floor",
                         predictor=predictor,
                         horizon=1,
                         metric="mse",
@@ -93,6 +95,20 @@ def test_leaderboard_interval_over_seeds_and_order():
     md = leaderboard_markdown(board)
     assert md.index("| good ") < md.index("| bad ") < md.index("| copy_last (reference) ")
     assert "0.0120 ± " in md
+    assert np.isclose(good["x_floor"], 3.0) and np.isclose(good["db_above_floor"], 10 * np.log10(3))
+    assert "3.00x (+4.8 dB)" in md and "1.00x (+0.0 dB)" in md  # the floor is 1x itself
+
+
+def test_without_a_floor_the_distance_to_it_is_empty_not_invented():
+    import pandas as pd
+    from forward_models.leaderboard import leaderboard, leaderboard_markdown
+
+    rows = [
+        dict(env="cartpole", model="m", seed=0, reference=False, floor=False, predictor="model",
+             horizon=1, metric="mse", mean=0.01)
+    ]  # fmt: skip
+    board = leaderboard(pd.DataFrame(rows), [1])
+    assert board["x_floor"].isna().all() and "x floor" not in leaderboard_markdown(board)
 
 
 def test_error_figure_draws_references_dashed(tmp_path):
@@ -100,10 +116,40 @@ def test_error_figure_draws_references_dashed(tmp_path):
     from forward_models.figures import error_vs_horizon
 
     rows = [
-        dict(env="pong", model=m, seed=0, reference=m == "copy_last", predictor="model",
-             horizon=h, metric="mse", mean=v * h)
-        for m, v in (("rnn", 0.01), ("copy_last", 0.05))
+        dict(env="pong", model=m, seed=0, reference=m != "rnn", floor=m == "floor",
+             predictor="model", horizon=h, metric="mse", mean=v * h)
+        for m, v in (("rnn", 0.01), ("copy_last", 0.05), ("floor", 0.002))
         for h in (1, 2)
     ]  # fmt: skip
     error_vs_horizon(pd.DataFrame(rows), tmp_path / "e.png")
     assert (tmp_path / "e.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_the_floor_as_a_model_equals_the_floor_computation_and_survives_a_checkpoint(
+    store, tmp_path
+):
+    from forward_models.floor import rollouts_floor
+
+    model = models.build({"arch": "floor", "precondition": 3}, (3, 32, 32), 9)
+    model.prepare(store)
+    models.save(model, tmp_path / "floor.pt")
+    back = models.load(tmp_path / "floor.pt")  # the env it replays travels in the checkpoint
+    table, _ = evaluate(back, store, 8, 4, {"env": "pong", "model": "floor", "seed": 0})
+    assert table["reference"].all() and table["floor"].all()
+    got = table[table.metric == "mse"].pivot(index="episode", columns="horizon", values="value")
+    want = rollouts_floor(store, 3, 8, 4)["mse"]
+    assert np.allclose(got.to_numpy(), np.maximum(want, 1e-10), rtol=1e-5)
+    assert (want > 0).any()  # the hidden heading makes some future uncertain
+
+
+def test_the_floor_is_exactly_zero_when_nothing_is_hidden(tmp_path):
+    from conftest import env_config
+
+    spec = env_config(
+        "forward_models/TwoPlayerPongFixed-v0", 32, 60, "pong", {"stochasticity": 0.3}
+    )
+    fixed = open_rollouts(collect(spec, tmp_path / "f.zarr", 4, seed=0, progress=False))
+    model = models.build({"arch": "floor", "precondition": 3}, (3, 32, 32), 9)
+    model.prepare(fixed)
+    table, _ = evaluate(model, fixed, 8, 4, {"env": "fixed", "model": "floor", "seed": 0})
+    assert np.allclose(table[table.metric == "mse"]["value"], 1e-10)  # MSE 0 (clamped for PSNR)

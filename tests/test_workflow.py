@@ -118,6 +118,7 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
     assert (
         0 < r.data.metrics["eval/mse_h1"] < 1 and "eval/ssim_mean" in r.data.metrics
     )  # test error on the run
+    assert r.data.metrics["eval/x_floor_h1"] > 1  # and its distance to the floor
 
 
 def test_second_run_has_nothing_to_do(run):

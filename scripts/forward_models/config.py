@@ -135,6 +135,17 @@ class ExperimentBase(Strict):
     """Debug overlay: cap every model's sizes at its family's ``TINY`` values and its training
     at a few steps on short windows (``config/test.yaml`` sets it; the tests run it)."""
 
+    def models_for(self, env: str) -> list[str]:
+        """The models run on ``env``: all of them, but a floor only where the env has one."""
+        from forward_models.floor import has_floor  # numpy and gymnasium, not torch
+
+        env_id = self.envs[env].id
+        return [m for m, c in self.models.items() if not type(c).floor or has_floor(env_id)]
+
+    def floor_model(self, env: str) -> str | None:
+        """The name of ``env``'s floor run, if the config has one and the env a floor."""
+        return next((m for m in self.models_for(env) if type(self.models[m]).floor), None)
+
     @field_validator("envs", "models")
     @classmethod
     def _names(cls, v: dict) -> dict:

@@ -45,12 +45,13 @@ def predict(
     model: ForwardModel, batch: dict, precondition: int, batch_size: int = 64
 ) -> torch.Tensor:
     model.eval()
-    context, actions, _, _ = split_window(batch, precondition)
+    n = len(batch["obs"])
+    window = {k: batch[k] for k in ("obs", "action", "mask")}
     out = [
-        model.rollout(context[i : i + batch_size], actions[i : i + batch_size]).float().clamp(0, 1)
-        for i in range(0, len(context), batch_size)
+        model.rollout_window({k: v[i : i + batch_size] for k, v in window.items()}, precondition)
+        for i in range(0, n, batch_size)
     ]
-    return torch.cat(out)
+    return torch.cat(out).float().clamp(0, 1)
 
 
 def step_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
@@ -108,7 +109,8 @@ def evaluate(
     if one_step is not None:
         preds["model_one_step"] = one_step.float().clamp(0, 1)
     ids = batch["episode"].numpy()
-    labels = {**labels, "reference": type(model.cfg).reference}
+    family = type(model.cfg)
+    labels = {**labels, "reference": family.reference, "floor": family.floor}
     table = pd.concat(
         [
             tidy(step_errors(pred, truth), ids, **labels, predictor=name)
@@ -131,9 +133,14 @@ def _u8(x: torch.Tensor) -> np.ndarray:
     return frames.to_uint8(frames.channels_last(x.float().cpu().numpy()))
 
 
-def run_metrics(table: pd.DataFrame) -> dict[str, float]:
-    """eval/{metric}_h{h} of the model at every horizon, and each metric's mean over horizons."""
+def run_metrics(table: pd.DataFrame, floor: pd.DataFrame | None = None) -> dict[str, float]:
+    """eval/{metric}_h{h} of the model at every horizon, each metric's mean over horizons and,
+    given the floor run's table on the same episodes, eval/x_floor_h{h}: MSE / the floor's."""
     model = table[table["predictor"] == "model"].groupby(["metric", "horizon"])["value"].mean()
     out = {f"eval/{m}_h{h}": v for (m, h), v in model.items()}
     out.update({f"eval/{m}_mean": v for m, v in model.groupby(level="metric").mean().items()})
+    if floor is not None:
+        best = floor[(floor["predictor"] == "model") & (floor["metric"] == "mse")]
+        ratio = model["mse"] / best.groupby("horizon")["value"].mean()
+        out.update({f"eval/x_floor_h{h}": v for h, v in ratio.items()})
     return out

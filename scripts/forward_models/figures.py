@@ -21,9 +21,22 @@ LABELS = {"mse": "MSE per pixel ([0, 1] intensities)", "psnr": "PSNR (dB)", "ssi
 def error_vs_horizon(
     summary: pd.DataFrame, out: str | Path, metric: str = "mse", style=None
 ) -> None:
-    """One panel per env; one line per model (references dashed); band = range over seeds."""
+    """One panel per env; one line per model (references dashed); band = range over seeds. Where
+    the env has a floor, the region below it (no model can get there in expectation) is shaded."""
     df = summary[(summary["metric"] == metric) & (summary["predictor"] == "model")]
     df = df.assign(kind=np.where(df["reference"], "reference", "learned"))
+    floors = df[df["floor"]].groupby(["env", "horizon"])["mean"].mean()
+
+    def shade(g) -> None:
+        for env, ax in g.axes_dict.items():
+            if env not in floors.index.get_level_values("env"):
+                continue
+            best = floors[env]
+            low = best.min() / 10 if metric == "mse" else ax.get_ylim()[0]
+            ax.fill_between(best.index, low, best.to_numpy(), color="0.88", zorder=0, lw=0)
+            ax.text(0.02, 0.02, "below the floor: unreachable", transform=ax.transAxes,
+                    fontsize=7, color="0.4")  # fmt: skip
+
     xlabel = "open-loop horizon (steps after the precondition)"
     lines_by_env(
         df,
@@ -38,11 +51,15 @@ def error_vs_horizon(
         markers=True,
         dashes={"learned": "", "reference": (4, 2)},
         style_order=["learned", "reference"],
+        decorate=shade if metric in ("mse",) else None,
     )
 
 
-def lines_by_env(df, x, y, style_col, xlabel, ylabel, out, style=None, log=True, **kw) -> None:
-    """One panel per env, hue = model, band = range over seeds, legend below the panels."""
+def lines_by_env(
+    df, x, y, style_col, xlabel, ylabel, out, style=None, log=True, decorate=None, **kw
+) -> None:
+    """One panel per env, hue = model, band = range over seeds, legend below the panels;
+    ``decorate(grid)`` may draw more before saving."""
     with plt.style.context(style or "default"):
         g = sns.relplot(
             data=df,
@@ -62,6 +79,8 @@ def lines_by_env(df, x, y, style_col, xlabel, ylabel, out, style=None, log=True,
         g.set_titles("{col_name}")
         if log:
             g.set(yscale="log")
+        if decorate is not None:
+            decorate(g)
         sns.move_legend(
             g, "upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, title=None, frameon=False
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-RUN_KEYS = ["env", "model", "seed", "reference", "predictor", "horizon", "metric"]
+RUN_KEYS = ["env", "model", "seed", "reference", "floor", "predictor", "horizon", "metric"]
 
 
 def summarize(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -25,26 +25,44 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
         & summary["horizon"].isin(horizons)
         & (summary["predictor"] == "model")
     ]
-    g = df.groupby(["env", "model", "reference", "horizon"])["mean"]
+    g = df.groupby(["env", "model", "reference", "floor", "horizon"])["mean"]
     out = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "seeds"})
     t = stats.t.ppf(0.975, (out["seeds"] - 1).clip(lower=1))
     out["ci95"] = np.where(out["seeds"] > 1, t * out["std"] / np.sqrt(out["seeds"]), np.nan)
+    # Distance to the floor where the env has one (NaN elsewhere: never invented).
+    best = out[out["floor"]].groupby(["env", "horizon"])["mean"].mean().rename("floor_mean")
+    out = out.join(best, on=["env", "horizon"])
+    out["x_floor"] = out["mean"] / out.pop("floor_mean")
+    out["db_above_floor"] = 10 * np.log10(out["x_floor"])
     return out.drop(columns="std")
 
 
 def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
-    """One table per env: models sorted by their mean over the horizons, best first;
-    references are marked."""
+    """One table per env: models sorted by their mean over the horizons, best first; references
+    are marked; where the env has a floor, each horizon also as a multiple of it (and dB above)."""
     parts = []
     for env, df in board.groupby("env"):
-        cell = df.assign(
-            text=[
+        cells = {
+            "": [
                 f"{m:.4f}" + ("" if np.isnan(c) else f" ± {c:.4f}")
                 for m, c in zip(df["mean"], df["ci95"], strict=True)
-            ]
+            ],
+            " x floor": [
+                f"{x:.2f}x ({d:+.1f} dB)"
+                for x, d in zip(df["x_floor"], df["db_above_floor"], strict=True)
+            ],
+        }
+        if df["x_floor"].isna().all():
+            del cells[" x floor"]
+        wide = pd.concat(
+            [
+                df.assign(text=text)
+                .pivot(index="model", columns="horizon", values="text")
+                .rename(columns=lambda h, suffix=suffix: f"h={h}{suffix}")
+                for suffix, text in cells.items()
+            ],
+            axis=1,
         )
-        wide = cell.pivot(index="model", columns="horizon", values="text")
-        wide.columns = [f"h={h}" for h in wide.columns]
         rows = df.groupby("model").agg(
             order=("mean", "mean"), seeds=("seeds", "max"), reference=("reference", "first")
         )
@@ -53,7 +71,7 @@ def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
         table.index = [f"{m} (reference)" if r else m for m, r in table["reference"].items()]
         table = table.drop(columns=["order", "reference"]).rename_axis("model")
         title = f"## {env}: open-loop {metric.upper()} (mean ± 95% interval over seeds)"
-        parts.append(
-            f"{title}\n\n{table.to_markdown(colalign=['left'] + ['right'] * table.shape[1], disable_numparse=True)}\n"
-        )
+        align = ["left"] + ["right"] * table.shape[1]
+        body = table.to_markdown(colalign=align, disable_numparse=True)
+        parts.append(f"{title}\n\n{body}\n")
     return "\n".join(parts)

@@ -63,6 +63,9 @@ class ModelConfig(Strict):
     reference: ClassVar[bool] = False
     """A reference predictor (copy-last, mean-frame, the floor), not a learned model: figures
     and tables draw it as a reference."""
+    floor: ClassVar[bool] = False
+    """The floor: the best achievable prediction, which other models' errors are divided by
+    (``x floor``). Run only on envs that have one (:func:`forward_models.floor.has_floor`)."""
     TINY: ClassVar[dict[str, Any]] = {}
     """The family's small sizes (a ``train`` key may adjust :data:`TINY_TRAIN`), used by the
     debug overlay (``tiny: true``) and the registry-wide tests."""

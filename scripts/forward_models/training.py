@@ -159,7 +159,7 @@ def train_job(
     val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed=seed) if len(val_ids) else None
     torch.manual_seed(seed)
     model = models.build(cfg, data.frame_shape, data.n_actions, data.action_dim)
-    model.prepare(data.array("obs"))  # references such as mean_frame see the training frames
+    model.prepare(data)  # references see the training rollouts (mean frame, the floor's env)
     resolved = {
         "model": cfg.model_dump(mode="json"),
         "seed": seed,

@@ -30,9 +30,18 @@ wildcard_constraints:
     split="train|test",
 
 
-def all_runs(pattern):
-    """`pattern` expanded over every env x model x seed."""
-    return expand(pattern, env=CFG.envs, model=CFG.models, seed=CFG.seeds)
+def all_runs(pattern, models=None):
+    """`pattern` expanded over every env x model x seed (a floor only on envs that have one)."""
+    return [
+        path
+        for env in CFG.envs
+        for path in expand(
+            pattern,
+            env=env,
+            model=[m for m in CFG.models_for(env) if models is None or m in models],
+            seed=CFG.seeds,
+        )
+    ]
 
 
 def all_figures():
@@ -42,11 +51,9 @@ def all_figures():
             "results/figures/training_curves.png",
         ]
         + all_runs("results/figures/{env}/{model}/seed{seed}/rollout_strip.png")
-        + expand(
+        + all_runs(
             "results/figures/{env}/{model}/seed{seed}/assets.png",
-            env=CFG.envs,
-            model=[m for m, c in CFG.models.items() if c.arch == "asset_stn"],
-            seed=CFG.seeds,
+            models=[m for m, c in CFG.models.items() if c.arch == "asset_stn"],
         )
     )
 
@@ -54,6 +61,14 @@ def all_figures():
 def leaderboard_horizons():
     ev = CFG.evaluation
     return [h for h in ev.leaderboard if h <= ev.horizon] or [ev.horizon]
+
+
+def floor_metrics(wildcards):
+    """The floor run's metrics for the same env and seed (to log "x floor"), if there is one."""
+    floor = CFG.floor_model(wildcards.env)
+    if floor is None or floor == wildcards.model:
+        return []
+    return f"results/eval/{wildcards.env}/{floor}/seed{wildcards.seed}/metrics.parquet"
 
 
 def env_params(wildcards):

@@ -27,6 +27,9 @@ class ForwardModel(nn.Module):
     """
 
     Config: ClassVar[type[ModelConfig]] = ModelConfig
+    replays_env: ClassVar[bool] = False
+    """Predicts by replaying the rollouts' env (the floor): only whole windows from an
+    episode's start (:meth:`rollout_window`), no stepping."""
 
     def __init__(
         self,
@@ -56,6 +59,13 @@ class ForwardModel(nn.Module):
             frames.append(frame)
         return torch.stack(frames, 1)
 
+    def rollout_window(self, batch: dict[str, torch.Tensor], precondition: int) -> torch.Tensor:
+        """Open-loop predictions of a window's frames after its precondition (evaluation's
+        entry point); a model that needs more of the window than :meth:`rollout` gets (the
+        floor: the precondition's actions) overrides it."""
+        context, actions, _, _ = split_window(batch, precondition)
+        return self.rollout(context, actions)
+
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         context, actions, target, mask = split_window(batch, self.cfg.precondition)
         pred = self.rollout(context, actions)
@@ -67,8 +77,9 @@ class ForwardModel(nn.Module):
         that read frames; None for the others, which have no one-step error."""
         return None
 
-    def prepare(self, obs) -> None:
-        """Hook: see the training frames ((N, H, W, C) uint8) once before training (baselines)."""
+    def prepare(self, rollouts) -> None:
+        """Hook: see the training rollouts (a :class:`~forward_models.data.zarr_store.Rollouts`)
+        once before training (references: the mean frame, the floor's env)."""
 
     @property
     def trainable(self) -> bool:

@@ -52,7 +52,8 @@ class MeanFrame(ForwardModel):
         super().__init__(cfg, frame_shape, n_actions, action_dim)
         self.register_buffer("mean", torch.full(tuple(frame_shape), 0.5))
 
-    def prepare(self, obs) -> None:
+    def prepare(self, rollouts) -> None:
+        obs = rollouts.array("obs")
         mean = torch.zeros(self.frame_shape, dtype=torch.float64)
         n = obs.shape[0]
         for i in range(0, n, 4096):  # in blocks: a store may not fit in memory as floats
