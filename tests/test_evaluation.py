@@ -30,7 +30,8 @@ def test_evaluate_reports_every_predictor_and_metric(store):
         {"arch": "conv_gru_residual", "precondition": 2, "channels": 8, "hidden": 8}, (3, 32, 32), 9
     )
     table, examples = evaluate(model, store, 8, 4, {"env": "pong", "model": "m", "seed": 0})
-    assert set(table["predictor"]) == {"model", "model_one_step"}  # no references inside a run
+    predictors = {"model", "model_shuffled_actions", "model_one_step"}
+    assert set(table["predictor"]) == predictors  # no references inside a run
     assert set(table["metric"]) == {"mse", "psnr", "ssim"} and not table["reference"].any()
     assert table.groupby(["predictor", "metric"]).size().eq(4 * 8).all()  # episodes x horizons
     assert examples["prediction"].shape == (4, 8, 32, 32, 3) and examples["context"].shape[1] == 2
@@ -44,13 +45,15 @@ def test_a_reference_is_evaluated_as_a_model_with_its_flag(store, arch):
     model = models.build({"arch": arch, "precondition": 3}, (3, 32, 32), 9)
     model.prepare(store)
     table, _ = evaluate(model, store, 8, 4, {"env": "pong", "model": arch, "seed": 0})
-    assert set(table["predictor"]) == {"model"} and table["reference"].all()
+    assert set(table["predictor"]) == {"model", "model_shuffled_actions"}
+    assert table["reference"].all()
     if arch == "copy_last":  # the last precondition frame, compared with each later true frame
         obs = store.array("obs")
         s = int(store.episode_starts[0])
         last, later = obs[s + 2] / 255, obs[s + 3 : s + 11] / 255
         want = ((later - last) ** 2).mean(axis=(1, 2, 3))
-        got = table[(table.metric == "mse") & (table.episode == 0)].sort_values("horizon")
+        got = table[(table.metric == "mse") & (table.episode == 0) & (table.predictor == "model")]
+        got = got.sort_values("horizon")
         assert np.allclose(got["value"], np.maximum(want, 1e-10), rtol=1e-5)
 
 
@@ -136,7 +139,8 @@ def test_the_floor_as_a_model_equals_the_floor_computation_and_survives_a_checkp
     back = models.load(tmp_path / "floor.pt")  # the env it replays travels in the checkpoint
     table, _ = evaluate(back, store, 8, 4, {"env": "pong", "model": "floor", "seed": 0})
     assert table["reference"].all() and table["floor"].all()
-    got = table[table.metric == "mse"].pivot(index="episode", columns="horizon", values="value")
+    open_loop = table[(table.metric == "mse") & (table.predictor == "model")]
+    got = open_loop.pivot(index="episode", columns="horizon", values="value")
     want = rollouts_floor(store, 3, 8, 4)["mse"]
     assert np.allclose(got.to_numpy(), np.maximum(want, 1e-10), rtol=1e-5)
     assert (want > 0).any()  # the hidden heading makes some future uncertain
@@ -152,4 +156,21 @@ def test_the_floor_is_exactly_zero_when_nothing_is_hidden(tmp_path):
     model = models.build({"arch": "floor", "precondition": 3}, (3, 32, 32), 9)
     model.prepare(fixed)
     table, _ = evaluate(model, fixed, 8, 4, {"env": "fixed", "model": "floor", "seed": 0})
-    assert np.allclose(table[table.metric == "mse"]["value"], 1e-10)  # MSE 0 (clamped for PSNR)
+    mse = table[(table.metric == "mse") & (table.predictor == "model")]["value"]
+    assert np.allclose(mse, 1e-10)  # MSE 0 (clamped for PSNR)
+
+
+def test_controllability_is_zero_for_a_model_that_ignores_its_actions(store):
+    """Fed another episode's actions, copy-last predicts the same (delta 0); the floor, whose
+    paddles follow the actions, gets worse."""
+    from forward_models.leaderboard import leaderboard, summarize
+
+    tables = []
+    for arch in ("copy_last", "floor"):
+        model = models.build({"arch": arch, "precondition": 3}, (3, 32, 32), 9)
+        model.prepare(store)
+        labels = {"env": "pong", "model": arch, "seed": 0}
+        tables.append(evaluate(model, store, 8, 4, labels)[0])
+    board = leaderboard(summarize(tables), [1, 4, 8]).set_index(["model", "horizon"])
+    assert (board.loc["copy_last", "delta_shuffled"] == 0).all()
+    assert (board.loc["floor", "delta_shuffled"] > 0).any()

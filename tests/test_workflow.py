@@ -74,7 +74,9 @@ def test_every_output_exists_and_is_sane(run):
     summary = pd.read_csv(res / "eval/summary.csv")
     assert set(summary["model"]) == set(PRESETS)  # every family runs through the DAG
     for model, rows in summary.groupby("model"):
-        predictors = {"model", "model_one_step"} if model in FRAME_FED else {"model"}
+        predictors = {"model", "model_shuffled_actions"}  # controllability
+        if model in FRAME_FED:
+            predictors.add("model_one_step")
         assert set(rows["predictor"]) == predictors, model  # one_step: teacher forced
         assert len(rows) == len(predictors) * 8 * 3, model  # predictor x horizon x metric
         assert rows["reference"].eq(model not in LEARNED).all(), model  # the family's flag

@@ -95,15 +95,20 @@ def evaluate(
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Errors against horizon (tidy table) and a few examples for figures.
 
-    Predictors: ``model`` (open loop) and, for families that offer it
+    Predictors: ``model`` (open loop); ``model_shuffled_actions``, the same episodes fed
+    another episode's actions (controllability, after Genie: a model that ignores its actions
+    scores the same); and, for families that offer it
     (:meth:`~forward_models.models.base.ForwardModel.one_step`), ``model_one_step`` (teacher
-    forced: every step reads the true previous frame). The ``reference`` column carries the
-    family's flag, so tables and figures can tell references from learned models.
+    forced: every step reads the true previous frame). The ``reference`` and ``floor`` columns
+    carry the family's flags, so tables and figures can tell references from learned models.
     """
     p = model.cfg.precondition
     batch = eval_windows(rollouts, p, horizon, episodes)
     context, actions, truth, _ = split_window(batch, p)
-    preds = {"model": predict(model, batch, p)}
+    preds = {
+        "model": predict(model, batch, p),
+        "model_shuffled_actions": predict(model, shuffled_actions(batch, p), p),
+    }
     with torch.no_grad():
         one_step = model.eval().one_step(context, actions, truth)
     if one_step is not None:
@@ -126,6 +131,14 @@ def evaluate(
         "action": actions[:8].numpy(),  # the actions behind each prediction
     }
     return table, examples
+
+
+def shuffled_actions(batch: dict, precondition: int) -> dict:
+    """The windows with the actions fed after the precondition (``a[P-1..]``) taken from the
+    next episode (cyclically): the frames and the precondition's own actions stay."""
+    action = batch["action"].clone()
+    action[:, precondition - 1 :] = action[:, precondition - 1 :].roll(1, dims=0)
+    return {**batch, "action": action}
 
 
 def _u8(x: torch.Tensor) -> np.ndarray:

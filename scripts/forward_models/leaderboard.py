@@ -20,11 +20,8 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
     ``horizons``, per env. With one seed the interval is undefined (NaN)."""
     from scipy import stats
 
-    df = summary[
-        (summary["metric"] == metric)
-        & summary["horizon"].isin(horizons)
-        & (summary["predictor"] == "model")
-    ]
+    rows = summary[(summary["metric"] == metric) & summary["horizon"].isin(horizons)]
+    df = rows[rows["predictor"] == "model"]
     g = df.groupby(["env", "model", "reference", "floor", "horizon"])["mean"]
     out = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "seeds"})
     t = stats.t.ppf(0.975, (out["seeds"] - 1).clip(lower=1))
@@ -34,12 +31,22 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
     out = out.join(best, on=["env", "horizon"])
     out["x_floor"] = out["mean"] / out.pop("floor_mean")
     out["db_above_floor"] = 10 * np.log10(out["x_floor"])
+    # Controllability: how much worse the model gets on another episode's actions.
+    keys = ["env", "model", "horizon"]
+    runs = rows.pivot_table(index=[*keys, "seed"], columns="predictor", values="mean")
+    if "model_shuffled_actions" in runs:
+        delta = (runs["model_shuffled_actions"] - runs["model"]).groupby(level=keys).mean()
+        out = out.join(delta.rename("delta_shuffled"), on=keys)
+    else:
+        out["delta_shuffled"] = np.nan
     return out.drop(columns="std")
 
 
 def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
     """One table per env: models sorted by their mean over the horizons, best first; references
-    are marked; where the env has a floor, each horizon also as a multiple of it (and dB above)."""
+    are marked; where the env has a floor, each horizon also as a multiple of it (and dB above);
+    last, the controllability: the mean over the horizons shown of how much the error grows
+    when the model is fed another episode's actions (0: it ignores its actions)."""
     parts = []
     for env, df in board.groupby("env"):
         cells = {
@@ -64,8 +71,12 @@ def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
             axis=1,
         )
         rows = df.groupby("model").agg(
-            order=("mean", "mean"), seeds=("seeds", "max"), reference=("reference", "first")
+            order=("mean", "mean"),
+            seeds=("seeds", "max"),
+            reference=("reference", "first"),
+            delta=("delta_shuffled", "mean"),
         )
+        rows["Δ shuffled actions"] = [f"{d:+.4f}" for d in rows.pop("delta")]
         table = wide.join(rows).sort_values("order")
         table.insert(0, "seeds", table.pop("seeds"))
         table.index = [f"{m} (reference)" if r else m for m, r in table["reference"].items()]
