@@ -1,4 +1,5 @@
-"""Rule `figure_training`: training curves of every run, and parameter count against error.
+"""Rule `figure_training`: training curves of every run, open-loop error against training time,
+and parameter count against error.
 
 Standalone: python scripts/figure_training.py [--configfile ...]
 """
@@ -8,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from _rule import run
 from forward_models import models
-from forward_models.figures import params_vs_error, training_curves
+from forward_models.figures import error_vs_compute, params_vs_error, training_curves
 
 
 def run_labels(path: str) -> dict:
@@ -20,8 +21,10 @@ def run_labels(path: str) -> dict:
 def main(snakemake):
     i, o, style = snakemake.input, snakemake.output, snakemake.input.style
     logs = [pd.read_csv(p).assign(**run_labels(p)) for p in i.logs]
-    training_curves(pd.concat(logs, ignore_index=True), o.curves, style=style)
+    logs_all = pd.concat(logs, ignore_index=True)
+    training_curves(logs_all, o.curves, style=style)
     s = pd.read_csv(i.summary)
+    error_vs_compute(logs_all, s, o.compute, style=style)
     err = (
         s[(s.metric == "mse") & (s.predictor == "model")]
         .groupby(["env", "model", "seed"])["mean"]

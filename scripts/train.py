@@ -23,6 +23,7 @@ def main(snakemake):
         p.run_name,
         p.device,
         p.progress,
+        p.horizon,
     )
 
 

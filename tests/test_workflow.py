@@ -88,6 +88,9 @@ def test_every_output_exists_and_is_sane(run):
     assert board.count("| rnn_deconv ") == 1 and board.count("| copy_last (reference) ") == 1
     assert "h=8" in board
     figs = ["error_vs_horizon.png", "training_curves.png", "params_vs_error.png"]
+    figs += ["error_vs_compute.png"]
+    val = log[log["split"] == "val"]  # error against compute, logged as it trains
+    assert {"loss", "open_loop_mse", "seconds", "frames"} <= set(val["metric"])
     figs += [f"pong/{m}/seed0/rollout_strip.png" for m in PRESETS]
     figs += ["pong/asset_stn/seed0/assets.png"]
     assert (res / "figures/pong/asset_stn/seed0/assets.gif").stat().st_size > 0

@@ -18,10 +18,14 @@ from forward_models.data.zarr_store import Rollouts
 from forward_models.models.base import ForwardModel, split_window
 
 
-def eval_windows(rollouts: Rollouts, precondition: int, horizon: int, episodes: int) -> dict:
-    """The first ``episodes`` test episodes with at least P + horizon rows, from their start."""
+def eval_windows(
+    rollouts: Rollouts, precondition: int, horizon: int, episodes: int, among=None
+) -> dict:
+    """The first ``episodes`` episodes (of those in ``among``, default all) with at least
+    P + horizon rows, from their start."""
     need = precondition + horizon
-    ids = np.flatnonzero(rollouts.lengths >= need)[:episodes]
+    pool = np.arange(rollouts.n_episodes) if among is None else np.asarray(among)
+    ids = pool[rollouts.lengths[pool] >= need][:episodes]
     if len(ids) == 0:
         raise ValueError(
             f"{rollouts.path}: no test episode has the {need} rows that precondition={precondition} "

@@ -141,6 +141,40 @@ def training_curves(logs: pd.DataFrame, out: str | Path, style=None) -> None:
     )
 
 
+def error_vs_compute(logs: pd.DataFrame, summary: pd.DataFrame, out: str | Path, style=None):
+    """Open-loop MSE (mean over the horizons) on fixed validation episodes against the seconds
+    spent training, per run: families compared along the whole curve, not at one budget. The
+    floor (its mean over the same horizons, on the test episodes) is drawn where known."""
+    val = logs[(logs["split"] == "val") & logs["metric"].isin(["open_loop_mse", "seconds"])]
+    runs = val.pivot_table(
+        index=["env", "model", "seed", "step"], columns="metric", values="value"
+    ).reset_index()
+    if "open_loop_mse" not in runs:
+        runs = pd.DataFrame(columns=["env", "model", "seed", "seconds", "open_loop_mse"])
+    s = summary[(summary["metric"] == "mse") & (summary["predictor"] == "model")]
+    floors = s[s["floor"]].groupby("env")["mean"].mean()
+
+    def floor_line(g) -> None:
+        g.set(xscale="log")  # budgets span orders of magnitude
+        for env, ax in g.axes_dict.items():
+            if env in floors:
+                ax.axhline(floors[env], color="0.3", ls=":", lw=1)
+                ax.text(0.98, floors[env], "floor", transform=ax.get_yaxis_transform(),
+                        ha="right", va="bottom", fontsize=7, color="0.3")  # fmt: skip
+
+    lines_by_env(
+        runs.dropna(subset=["open_loop_mse"]),
+        "seconds",
+        "open_loop_mse",
+        None,
+        "training time (s, this machine)",
+        "open-loop MSE per pixel, mean over horizons\n(validation episodes)",
+        out,
+        style,
+        decorate=floor_line,
+    )
+
+
 def params_vs_error(runs: pd.DataFrame, out: str | Path, style=None) -> None:
     """The thesis' sweep chart: parameter count against mean open-loop MSE, one point per run."""
     with plt.style.context(style or "default"):

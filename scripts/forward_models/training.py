@@ -73,8 +73,14 @@ def train(
     device: str = "auto",
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    probe: dict | None = None,
 ) -> pd.DataFrame:
-    """Train ``model`` for ``cfg.steps`` steps (resuming from ``out_dir/progress.pt``); returns the log."""
+    """Train ``model`` for ``cfg.steps`` steps (resuming from ``out_dir/progress.pt``); returns the log.
+
+    With ``probe`` (fixed validation windows from episode starts, as evaluation picks them),
+    every validation also logs the open-loop MSE on them against the training time and frames
+    spent so far (``val/open_loop_mse``, ``val/seconds``, ``val/frames``): error against compute.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     dev = pick_device(device)
@@ -85,10 +91,10 @@ def train(
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (s // cfg.lr_decay_every + 1))
     val_batches = _fixed_batches(val_data, cfg) if val_data is not None else []
-    rows, step = [], 0
+    rows, step, clock = [], 0, [0.0, 0]  # clock: seconds and frames spent training
     ckpt_path = out_dir / PROGRESS
     if ckpt_path.exists():
-        step, rows = _resume(ckpt_path, model, opt, sched, train_data, dev)
+        step, rows, clock = _resume(ckpt_path, model, opt, sched, train_data, dev)
 
     def log(split: str, logs: dict[str, float]):
         rows.extend(
@@ -100,6 +106,7 @@ def train(
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", mininterval=2)
     t0, frames = time.perf_counter(), 0
     while step < cfg.steps:
+        tick = time.perf_counter()
         batch = _to(train_data.sample(cfg.batch_size), dev)
         with _autocast(dev):
             loss, logs = model.loss(batch)
@@ -116,7 +123,9 @@ def train(
         opt.step()
         sched.step()
         step += 1
-        frames += int(batch["mask"][:, model.cfg.precondition :].sum())
+        seen = int(batch["mask"][:, model.cfg.precondition :].sum())
+        frames += seen
+        clock = [clock[0] + time.perf_counter() - tick, clock[1] + seen]
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             fps = frames / (time.perf_counter() - t0)
@@ -131,12 +140,31 @@ def train(
             )
             bar.set_postfix(loss=f"{logs['loss']:.4f}", fps=f"{fps:.0f}")
         if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
-            log("val", {"loss": validation_loss(model, val_batches, dev)})
+            logs = {"loss": validation_loss(model, val_batches, dev)}
+            if probe is not None:
+                logs |= {"open_loop_mse": open_loop_mse(model, probe, dev)}
+                logs |= {"seconds": clock[0], "frames": float(clock[1])}
+            log("val", logs)
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            _save_progress(ckpt_path, model, opt, sched, train_data, step, rows)
+            _save_progress(ckpt_path, model, opt, sched, train_data, step, rows, clock)
     bar.close()
     model.eval()
     return pd.DataFrame(rows, columns=["step", "split", "metric", "value"])
+
+
+PROBE_EPISODES = 16  # validation episodes whose open-loop error is tracked during training
+
+
+def probe_windows(data, val_ids, precondition: int, horizon: int) -> dict | None:
+    """Up to :data:`PROBE_EPISODES` validation episodes from their start, as evaluation uses
+    test episodes (None when no validation episode is long enough)."""
+    from forward_models.evaluation import eval_windows
+
+    need = precondition + horizon
+    long_enough = [i for i in val_ids if data.lengths[i] >= need]
+    if not long_enough:
+        return None
+    return eval_windows(data, precondition, horizon, PROBE_EPISODES, among=long_enough)
 
 
 def train_job(
@@ -148,15 +176,18 @@ def train_job(
     run_name: str,
     device: str = "auto",
     progress: bool = True,
+    horizon: int = 32,
 ) -> None:
     """The train job: one model on one store and seed, tracked in MLflow; writes ``out``'s
-    ``checkpoint``, ``config`` (the resolved config), ``train_log`` and ``run_id``."""
+    ``checkpoint``, ``config`` (the resolved config), ``train_log`` and ``run_id``. The
+    open-loop error over ``horizon`` steps on a few validation episodes is logged as it trains."""
     out_dir = Path(out["checkpoint"]).parent
     data = open_rollouts(rollouts)
     tcfg = cfg.train
     train_ids, val_ids = split_episodes(data.n_episodes, tcfg.val_fraction, seed)
     train_data = WindowSampler(data, tcfg.seq_len, train_ids, seed=seed)
     val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed=seed) if len(val_ids) else None
+    probe = probe_windows(data, val_ids, cfg.precondition, horizon)
     torch.manual_seed(seed)
     model = models.build(cfg, data.frame_shape, data.n_actions, data.action_dim)
     model.prepare(data)  # references see the training rollouts (mean frame, the floor's env)
@@ -183,12 +214,25 @@ def train_job(
             device,
             on_log=lambda step, m: tracking.log_metrics(m, step),
             progress=progress,
+            probe=probe,
         )
         models.save(model.cpu(), out["checkpoint"], step=tcfg.steps, env=data.attrs["env"])
         Path(out["config"]).write_text(yaml.safe_dump(resolved, sort_keys=False))
         log.to_csv(out["train_log"], index=False)
         tracking.log_artifacts([out["checkpoint"], out["config"], out["train_log"]])
     (out_dir / PROGRESS).unlink(missing_ok=True)
+
+
+@torch.no_grad()
+def open_loop_mse(model: ForwardModel, probe: dict, device) -> float:
+    """Mean per-pixel MSE of the open-loop predictions on ``probe`` (all horizons)."""
+    from forward_models.evaluation import predict
+
+    was_training = model.training
+    p = model.cfg.precondition
+    pred = predict(model, _to(probe, device), p)
+    model.train(was_training)
+    return float(((pred - probe["obs"][:, p:].to(pred.device)) ** 2).mean())
 
 
 def _fixed_batches(data: WindowSampler, cfg: TrainConfig) -> list[dict]:
@@ -202,7 +246,7 @@ def _fixed_batches(data: WindowSampler, cfg: TrainConfig) -> list[dict]:
 
 
 def _save_progress(
-    path: Path, model, opt, sched, data: WindowSampler, step: int, rows: list
+    path: Path, model, opt, sched, data: WindowSampler, step: int, rows: list, clock: list
 ) -> None:
     tmp = path.with_suffix(".tmp")
     models.save(
@@ -214,11 +258,12 @@ def _save_progress(
         torch_rng=torch.get_rng_state(),
         sampler_rng=data.rng.bit_generator.state,
         log=pd.DataFrame(rows).to_dict(orient="list") if rows else {},
+        clock=clock,
     )
     tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
 
 
-def _resume(path: Path, model, opt, sched, data: WindowSampler, dev) -> tuple[int, list]:
+def _resume(path: Path, model, opt, sched, data: WindowSampler, dev) -> tuple[int, list, list]:
     ckpt = torch.load(path, map_location=dev, weights_only=True)
     model.load_state_dict(ckpt["state_dict"])
     opt.load_state_dict(ckpt["optimizer"])
@@ -227,4 +272,4 @@ def _resume(path: Path, model, opt, sched, data: WindowSampler, dev) -> tuple[in
     data.rng.bit_generator.state = ckpt["sampler_rng"]
     rows = pd.DataFrame(ckpt["log"]).to_dict(orient="records") if ckpt["log"] else []
     print(f"resuming from {path} at step {ckpt['step']}")
-    return int(ckpt["step"]), rows
+    return int(ckpt["step"]), rows, list(ckpt.get("clock", [0.0, 0]))

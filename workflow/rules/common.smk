@@ -49,6 +49,7 @@ def all_figures():
         [
             "results/figures/error_vs_horizon.png",
             "results/figures/training_curves.png",
+            "results/figures/error_vs_compute.png",
         ]
         + all_runs("results/figures/{env}/{model}/seed{seed}/rollout_strip.png")
         + all_runs(

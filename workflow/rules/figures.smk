@@ -60,6 +60,12 @@ rule figure_training:
             category="Training",
             labels={"figure": "training curves"},
         ),
+        compute=report(
+            "results/figures/error_vs_compute.png",
+            caption="../report/error_vs_compute.rst",
+            category="Training",
+            labels={"figure": "error vs compute"},
+        ),
         params=report(
             "results/figures/params_vs_error.png",
             caption="../report/params_vs_error.rst",

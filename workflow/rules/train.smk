@@ -36,5 +36,6 @@ rule train:
         run_name=run_name,
         device=CFG.device,
         progress=CFG.progress,
+        horizon=CFG.evaluation.horizon,
     script:
         "../../scripts/train.py"
