@@ -24,20 +24,34 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
-from forward_models.data.collect import EnvSpec  # noqa: E402
+from forward_models.config import EnvConfig  # noqa: E402
 
-PONG = EnvSpec(
-    "forward_models/TwoPlayerPong-v0", 64, {}, 200, "pong", {"stochasticity": [0.5, 1.0]}
+SPLITS = {"train": {"episodes": 1, "seed": 0}, "test": {"episodes": 1, "seed": 1}}  # unused
+PONG = EnvConfig(
+    id="forward_models/TwoPlayerPong-v0",
+    size=64,
+    max_episode_steps=200,
+    agent={"kind": "pong", "kwargs": {"stochasticity": [0.5, 1.0]}},
+    splits=SPLITS,
 )
-ALE = EnvSpec("ALE/Pong-v5", 64, {}, 400, "sticky", {"stickiness": 0.8})
 
 
-def raw_loop(spec: EnvSpec, frames: int) -> float:
+def ale() -> EnvConfig:  # built when used: without ale-py the id fails validation (ValueError)
+    return EnvConfig(
+        id="ALE/Pong-v5",
+        size=64,
+        max_episode_steps=400,
+        agent={"kind": "sticky", "kwargs": {"stickiness": 0.8}},
+        splits=SPLITS,
+    )
+
+
+def raw_loop(spec: EnvConfig, frames: int) -> float:
     """Bare Gymnasium loop with the collection's agent, no storage: frames/s."""
-    from forward_models import agents
+    from forward_models import agents, envs
 
-    env = spec.make()
-    agent = agents.make_agent(spec.agent, env.action_space, spec.size, **spec.agent_kwargs)
+    env = envs.make(spec.id, spec.size, spec.kwargs, spec.max_episode_steps)
+    agent = agents.make_agent(spec.agent.kind, env.action_space, spec.size, **spec.agent.kwargs)
     n, ep, t0 = 0, 0, time.perf_counter()
     while n < frames:
         agent.reset(np.random.default_rng(ep))
@@ -49,13 +63,14 @@ def raw_loop(spec: EnvSpec, frames: int) -> float:
     return frames / (time.perf_counter() - t0)
 
 
-def collect_in_subprocess(spec: EnvSpec, out: Path, episodes: int, workers: int) -> dict:
+def collect_in_subprocess(spec: EnvConfig, out: Path, episodes: int, workers: int) -> dict:
     # Peak RSS is sampled from /proc over the main process and its workers together
     # (summing ru_maxrss of parent and children overstates it: forked pages are shared).
     code = f"""
 import json, os, sys, threading, time
 sys.path.insert(0, {str(ROOT / "scripts")!r})
-from forward_models.data.collect import EnvSpec, collect
+from forward_models.config import EnvConfig
+from forward_models.data.collect import collect
 from forward_models.data.zarr_store import open_rollouts
 def rss(pid):
     try:
@@ -69,7 +84,7 @@ def watch():
         peak[0] = max(peak[0], rss(os.getpid()) + sum(rss(k) for k in kids))
         time.sleep(0.5)
 threading.Thread(target=watch, daemon=True).start()
-spec = EnvSpec(**{json.dumps(spec.__dict__)})
+spec = EnvConfig.model_validate_json({spec.model_dump_json()!r})
 t0 = time.perf_counter()
 collect(spec, {str(out)!r}, {episodes}, seed=0, workers={workers}, progress=False)
 dt = time.perf_counter() - t0
@@ -222,17 +237,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         try:
-            ale_raw = raw_loop(ALE, 5_000)
+            ale_raw = raw_loop(ale(), 5_000)
             row("raw env loop, ALE/Pong-v5 rendered + resized to 64x64", ale_raw, "frames/s")
-            ale = collect_in_subprocess(ALE, Path(d) / "ale.zarr", 12, 1)
-            overhead = 100 * (ale_raw / ale["fps"] - 1)
+            ale_run = collect_in_subprocess(ale(), Path(d) / "ale.zarr", 12, 1)
+            overhead = 100 * (ale_raw / ale_run["fps"] - 1)
             row(
                 "collection + storage, ALE/Pong-v5, 1 worker",
-                ale["fps"],
+                ale_run["fps"],
                 "frames/s",
-                f"= {ale['fps'] / ale_raw:.2f}x raw loop (overhead {overhead:.0f}%)",
+                f"= {ale_run['fps'] / ale_raw:.2f}x raw loop (overhead {overhead:.0f}%)",
             )
-        except ImportError as exc:
+        except (ImportError, ValueError) as exc:
             row("raw env loop, ALE/Pong-v5", float("nan"), "", f"unavailable: {exc}")
         raw, one, two = pong_speeds(Path(d), args.episodes, args.repeats)
         row("raw env loop, built-in Pong 64x64 (scripted agent)", raw, "frames/s")

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -32,6 +33,13 @@ def test_same_seed_gives_byte_identical_stores_for_any_number_of_workers(
     attrs_a, attrs_b = (dict(zarr.open_group(str(p), mode="r").attrs) for p in (a, b))
     attrs_a.pop("created"), attrs_b.pop("created")
     assert attrs_a == attrs_b
+    assert attrs_a["env"] == {  # the env as plain JSON, enough to rebuild it
+        "id": "forward_models/TwoPlayerPong-v0",
+        "size": 32,
+        "kwargs": {},
+        "max_episode_steps": 80,
+        "agent": {"kind": "pong", "kwargs": {"stochasticity": [0.5, 1.0]}},
+    }
 
 
 WRITER = """
@@ -105,9 +113,22 @@ def test_same_config_and_seed_give_byte_identical_checkpoints(tmp_path, pong_spe
     for run in ("a", "b"):
         d = tmp_path / run
         d.mkdir()
-        names = ["checkpoint.pt", "config.yaml", "train_log.csv", "rollout.gif", "mlflow_run_id"]
-        out = dict(zip(["checkpoint", "config", "train_log", "gif", "run_id"], names, strict=True))
-        out = {k: str(d / f) for k, f in out.items()}
-        train.main(str(store), cfg, mlflow, f"run-{run}", 0, out, threads=1, progress=False)
+        names = ["checkpoint.pt", "config.yaml", "train_log.csv", "mlflow_run_id"]
+        out = dict(zip(["checkpoint", "config", "train_log", "run_id"], names, strict=True))
+        job = SimpleNamespace(  # what Snakemake hands the rule's script
+            input=SimpleNamespace(rollouts=str(store)),
+            output={k: str(d / f) for k, f in out.items()},
+            wildcards=SimpleNamespace(seed="0"),
+            threads=1,
+            params=SimpleNamespace(
+                model=cfg,
+                mlflow=mlflow,
+                run_name=f"run-{run}",
+                device="cpu",
+                progress=False,
+                horizon=4,
+            ),
+        )
+        train.main(job)
         blobs.append((d / "checkpoint.pt").read_bytes())
     assert blobs[0] == blobs[1]

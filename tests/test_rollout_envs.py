@@ -4,9 +4,10 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from conftest import env_config
 from forward_models import models
 from forward_models.agents import keyboard_agent, pong_keymap
-from forward_models.data.collect import EnvSpec, collect
+from forward_models.data.collect import collect
 from forward_models.data.windows import StreamingWindows, WindowSampler
 from forward_models.data.zarr_store import open_rollouts
 from forward_models.envs import CUBE_CRASH_ID, make
@@ -26,8 +27,8 @@ TINY = {
 def collect_tiny(
     tmp_path, env_id, agent="random", kwargs=None, episodes=2, steps=12, **agent_kwargs
 ):
-    spec = EnvSpec(env_id, 32, kwargs or {}, steps, agent, agent_kwargs)
-    return open_rollouts(collect(spec, tmp_path / "s.zarr", episodes, seed=0, progress=False))
+    env = env_config(env_id, 32, steps, agent, agent_kwargs, kwargs)
+    return open_rollouts(collect(env, tmp_path / "s.zarr", episodes, seed=0, progress=False))
 
 
 def one_training_step(store):

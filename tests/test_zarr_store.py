@@ -133,7 +133,7 @@ def test_rows_align_frames_with_the_actions_that_caused_them(pong_spec):
     ep = run_episode(pong_spec, np.random.SeedSequence(5))
     assert ep["terminated"][-1] or ep["truncated"][-1]
     assert not ep["terminated"][:-1].any() and ep["reward"][0] == 0
-    env = gym.make(pong_spec.id, size=32)
+    env = gym.make(pong_spec.id, size=pong_spec.size)
     seed = int(np.random.SeedSequence(5).spawn(2)[0].generate_state(1)[0])
     obs, _ = env.reset(seed=seed)
     np.testing.assert_array_equal(obs, ep["obs"][0])
@@ -192,9 +192,11 @@ def test_collection_killed_midway_leaves_no_store_and_a_rerun_succeeds(tmp_path,
     out = tmp_path / "s.zarr"
     code = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1] / 'scripts')!r})\n"
-        "from forward_models.data.collect import EnvSpec, collect\n"
-        f"spec = EnvSpec('forward_models/TwoPlayerPong-v0', 64, {{}}, 200, 'pong', {{}})\n"
-        f"collect(spec, {str(out)!r}, 100000, seed=0, workers=2, progress=False)\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from conftest import env_config\n"
+        "from forward_models.data.collect import collect\n"
+        "env = env_config('forward_models/TwoPlayerPong-v0', 64, 200, 'pong')\n"
+        f"collect(env, {str(out)!r}, 100000, seed=0, workers=2, progress=False)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     deadline = time.time() + 60
@@ -219,10 +221,12 @@ def test_concurrent_writers_of_one_store_both_succeed(tmp_path):
     out = tmp_path / "s.zarr"
     code = (
         f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1] / 'scripts')!r})\n"
-        "from forward_models.data.collect import EnvSpec, collect\n"
-        "spec = EnvSpec('forward_models/TwoPlayerPong-v0', 32, {}, 100, 'pong', {})\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from conftest import env_config\n"
+        "from forward_models.data.collect import collect\n"
+        "env = env_config('forward_models/TwoPlayerPong-v0', 32, 100, 'pong')\n"
         "n = int(sys.argv[1])\n"
-        f"collect(spec, {str(out)!r}, n, seed=0, progress=False)\n"
+        f"collect(env, {str(out)!r}, n, seed=0, progress=False)\n"
     )
     # The short job finishes while the long one is still writing.
     procs = [subprocess.Popen([sys.executable, "-c", code, str(n)]) for n in (400, 20)]
@@ -232,10 +236,10 @@ def test_concurrent_writers_of_one_store_both_succeed(tmp_path):
 
 
 def test_a_failing_worker_stops_collection_with_its_traceback(tmp_path, pong_spec):
-    from dataclasses import replace
-
-    bad = replace(pong_spec, agent="no-such-agent")  # fails in the worker, on its first episode
-    with pytest.raises(RuntimeError, match="worker 0 failed(.|\n)*unknown agent 'no-such-agent'"):
+    # A valid config whose agent cannot be built: it fails in the worker, as it starts.
+    agent = pong_spec.agent.model_copy(update={"kwargs": {"no_such_option": 1}})
+    bad = pong_spec.model_copy(update={"agent": agent})
+    with pytest.raises(RuntimeError, match="worker 0 failed(.|\n)*no_such_option"):
         collect(bad, tmp_path / "s.zarr", 3, seed=0, progress=False)
     assert list(tmp_path.iterdir()) == []  # no store, no partial copy
 
@@ -246,10 +250,10 @@ def test_a_worker_killed_mid_collection_is_reported(tmp_path, pong_spec, monkeyp
 
     from forward_models.data import collect as collect_module
 
-    def doomed(spec, seed):  # a worker whose env crashes the process outright
+    def doomed(runner, seed):  # a worker whose env crashes the process outright
         os.kill(os.getpid(), signal.SIGKILL)
 
-    monkeypatch.setattr(collect_module, "_rollout", doomed)
+    monkeypatch.setattr(collect_module.EpisodeRunner, "rollout", doomed)
     with pytest.raises(RuntimeError, match=r"collection worker \d died \(exit code -9\)"):
         collect(pong_spec, tmp_path / "s.zarr", 3, seed=0, workers=2, progress=False)
     assert list(tmp_path.iterdir()) == []

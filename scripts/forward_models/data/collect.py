@@ -8,6 +8,10 @@ Work is split so that the one writing process does little: worker processes run 
 once the writer has decided (in seed order) where an episode starts, compress the chunks lying
 wholly inside it; the writer completes the few chunks shared by neighbouring episodes (their rows
 come through a shared-memory :class:`~forward_models.data.ring.RowRing`) and writes shard files.
+
+The writer and a worker talk through two pipes in small named-tuple messages: :class:`Run`,
+:class:`Place`, :class:`Drop` and :class:`Stop` to the worker; :class:`Done`, :class:`Frames` and
+:class:`Error` from it.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ import select
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -31,61 +35,49 @@ from forward_models.data.ring import RowRing
 from forward_models.data.shards import ChunkLayout
 from forward_models.data.zarr_store import RolloutWriter
 
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """Plain description of an env, enough to rebuild it in a worker process."""
-
-    id: str
-    size: int
-    kwargs: dict = field(default_factory=dict)
-    max_episode_steps: int | None = None
-    agent: str = "random"
-    agent_kwargs: dict = field(default_factory=dict)
-
-    def make(self):
-        return envs.make(self.id, self.size, self.kwargs, self.max_episode_steps)
+if TYPE_CHECKING:  # only read here, never built: collecting imports no config machinery
+    from forward_models.config import EnvConfig
 
 
-_CACHE: dict = {}
+class EpisodeRunner:
+    """An env and its agent, built once (in each worker process) and run episode after episode."""
+
+    def __init__(self, env: EnvConfig):
+        self.env = envs.make(env.id, env.size, env.kwargs, env.max_episode_steps)
+        self.agent = agents.make_agent(
+            env.agent.kind, self.env.action_space, env.size, **env.agent.kwargs
+        )
+
+    def run(self, seed: np.random.SeedSequence) -> dict[str, np.ndarray]:
+        """One episode as store rows (see :mod:`forward_models.data.zarr_store`)."""
+        frames, steps = self.rollout(seed)
+        return {"obs": np.stack(frames), **steps}
+
+    def rollout(self, seed: np.random.SeedSequence) -> tuple[list, dict[str, np.ndarray]]:
+        """One episode: its frames as the env returned them, and the per-step arrays."""
+        env, agent = self.env, self.agent
+        env_seed, agent_seed = seed.spawn(2)
+        agent.reset(np.random.default_rng(agent_seed))
+        obs, info = env.reset(seed=int(env_seed.generate_state(1)[0]))
+        frames, actions, rewards, terms, truncs = [obs], [], [0.0], [False], [False]
+        while True:
+            action = agent.act(obs, info)
+            obs, reward, terminated, truncated, info = env.step(action)
+            frames.append(obs)
+            actions.append(action)
+            rewards.append(reward)
+            terms.append(terminated)
+            truncs.append(truncated)
+            if terminated or truncated:
+                break
+        actions.append(np.zeros_like(np.asarray(actions[0])))
+        steps = {"action": actions, "reward": rewards, "terminated": terms, "truncated": truncs}
+        return frames, {k: np.asarray(v) for k, v in steps.items()}
 
 
-def _worker_env(spec: EnvSpec):
-    key = repr(spec)
-    if key not in _CACHE:
-        env = spec.make()
-        agent = agents.make_agent(spec.agent, env.action_space, spec.size, **spec.agent_kwargs)
-        _CACHE.clear()
-        _CACHE[key] = (env, agent)
-    return _CACHE[key]
-
-
-def run_episode(spec: EnvSpec, seed: np.random.SeedSequence) -> dict[str, np.ndarray]:
-    """One episode as store rows (see :mod:`forward_models.data.zarr_store`)."""
-    frames, steps = _rollout(spec, seed)
-    return {"obs": np.stack(frames), **steps}
-
-
-def _rollout(spec: EnvSpec, seed: np.random.SeedSequence) -> tuple[list, dict[str, np.ndarray]]:
-    """One episode: its frames as the env returned them, and the per-step arrays."""
-    env, agent = _worker_env(spec)
-    env_seed, agent_seed = seed.spawn(2)
-    agent.reset(np.random.default_rng(agent_seed))
-    obs, info = env.reset(seed=int(env_seed.generate_state(1)[0]))
-    frames, actions, rewards, terms, truncs = [obs], [], [0.0], [False], [False]
-    while True:
-        action = agent.act(obs, info)
-        obs, reward, terminated, truncated, info = env.step(action)
-        frames.append(obs)
-        actions.append(action)
-        rewards.append(reward)
-        terms.append(terminated)
-        truncs.append(truncated)
-        if terminated or truncated:
-            break
-    actions.append(np.zeros_like(np.asarray(actions[0])))
-    steps = {"action": actions, "reward": rewards, "terminated": terms, "truncated": truncs}
-    return frames, {k: np.asarray(v) for k, v in steps.items()}
+def run_episode(env: EnvConfig, seed: np.random.SeedSequence) -> dict[str, np.ndarray]:
+    """One episode of ``env`` as store rows, on a fresh env (for tests and one-offs)."""
+    return EpisodeRunner(env).run(seed)
 
 
 def episode_seed(seed: int, i: int) -> np.random.SeedSequence:
@@ -93,8 +85,58 @@ def episode_seed(seed: int, i: int) -> np.random.SeedSequence:
     return np.random.SeedSequence(seed, spawn_key=(i,))
 
 
+# Messages through the pipes: named tuples, typed yet light (a few microseconds more than a
+# plain tuple to pickle and unpickle; a handful are sent per episode).
+
+
+class Run(NamedTuple):
+    """To a worker: run episode ``i`` of the split seeded ``seed``, and hold its frames."""
+
+    i: int
+    seed: int
+
+
+class Place(NamedTuple):
+    """To a worker: episode ``i`` is kept and starts at row ``start``; encode its frames."""
+
+    i: int
+    start: int
+
+
+class Drop(NamedTuple):
+    """To a worker: episode ``i`` is not kept; forget its frames."""
+
+    i: int
+
+
+class Stop(NamedTuple):
+    """To a worker: exit."""
+
+
+class Done(NamedTuple):
+    """From a worker: episode ``i`` ran; its per-step arrays (its frames stay in the worker)."""
+
+    i: int
+    steps: dict[str, np.ndarray]
+
+
+class Frames(NamedTuple):
+    """From a worker: placed episode ``i``'s encoded chunks, as ``ChunkLayout.split`` gives
+    them, and its loose rows as ``(start row, rows, ring position)`` in the worker's ring."""
+
+    i: int
+    chunks: list
+    loose: list[tuple[int, int, int]]
+
+
+class Error(NamedTuple):
+    """From a worker: it failed, with this traceback."""
+
+    traceback: str
+
+
 def _work(
-    tasks: Connection, conn: Connection, ring: RowRing, spec: EnvSpec, layout: ChunkLayout
+    tasks: Connection, conn: Connection, ring: RowRing, env: EnvConfig, layout: ChunkLayout
 ) -> None:
     """A collection worker: runs the episodes it is sent, encodes their frames once placed.
 
@@ -103,59 +145,69 @@ def _work(
     """
     held: dict[int, list[np.ndarray]] = {}
     try:
+        runner = EpisodeRunner(env)
         while True:
-            msg = tasks.recv()
-            if msg[0] == "run":
-                _, i, seed = msg
-                held[i], steps = _rollout(spec, episode_seed(seed, i))
-                conn.send(("done", i, steps))
-            elif msg[0] == "place":
-                _, i, start = msg
-                chunks, fragments = layout.split(held.pop(i), start)
-                loose = [(lo, len(rows), ring.put(rows)) for lo, rows in fragments]
-                conn.send(("frames", i, chunks, loose))
-            elif msg[0] == "drop":
-                held.pop(msg[1])
-            else:
-                return
+            match tasks.recv():
+                case Run(i, seed):
+                    held[i], steps = runner.rollout(episode_seed(seed, i))
+                    conn.send(Done(i, steps))
+                case Place(i, start):
+                    chunks, fragments = layout.split(held.pop(i), start)
+                    loose = [(lo, len(rows), ring.put(rows)) for lo, rows in fragments]
+                    conn.send(Frames(i, chunks, loose))
+                case Drop(i):
+                    held.pop(i)
+                case Stop():
+                    return
+                case msg:
+                    raise TypeError(f"unexpected message {msg!r}")
     except (EOFError, KeyboardInterrupt):  # the collecting process went away
         return
     except BaseException:
-        conn.send(("error", traceback.format_exc()))
+        conn.send(Error(traceback.format_exc()))
 
 
 class _Workers:
-    """Forked worker processes, each with its own pipe, and how much work each holds."""
+    """Forked worker processes, each with its own pipe, and how much work each holds.
+
+    Episodes are launched in seed order, then each decided on once, in seed order: kept
+    (:meth:`place`) or not (:meth:`drop`). Only these methods change the bookkeeping.
+    """
 
     # Per worker: episodes queued to run (keeps it busy while the writer is slow to answer),
     # and episodes held unplaced (bounds memory while an earlier, long episode still runs).
     QUEUE, HOLD = 3, 8
 
-    def __init__(self, spec: EnvSpec, layout: ChunkLayout, n: int, seed: int):
+    def __init__(self, env: EnvConfig, layout: ChunkLayout, n: int, seed: int):
         ctx = mp.get_context("fork")
-        self.tasks, self.conns, self.procs, self.rings = [], [], [], []
+        self._tasks, self._conns, self._procs, self._rings = [], [], [], []
         for _ in range(n):
             task_r, task_w = ctx.Pipe(duplex=False)
             result_r, result_w = ctx.Pipe(duplex=False)
             # Loose rows: at most two fragments of a chunk per episode, a few episodes queued.
             ring = RowRing(ctx, 8 * layout.chunk_len, layout.frame_shape)
-            args = (task_r, result_w, ring, spec, layout)
+            args = (task_r, result_w, ring, env, layout)
             proc = ctx.Process(target=_work, args=args, daemon=True)
             proc.start()
             task_r.close()
             result_w.close()
-            self.tasks.append(task_w)
-            self.conns.append(result_r)
-            self.procs.append(proc)
-            self.rings.append(ring)
-        self.queued, self.held = [0] * n, [0] * n
+            self._tasks.append(task_w)
+            self._conns.append(result_r)
+            self._procs.append(proc)
+            self._rings.append(ring)
+        self._queued, self._held = [0] * n, [0] * n
         # One poll object for the whole run (multiprocessing's wait() builds one per call).
         self._poll = select.poll()
         self._worker_of = {}
-        for w, conn in enumerate(self.conns):
+        for w, conn in enumerate(self._conns):
             self._poll.register(conn.fileno(), select.POLLIN)
             self._worker_of[conn.fileno()] = w
-        self.seed, self.launched, self.owner = seed, 0, {}  # owner: episode -> worker
+        self._seed, self._launched, self._owner = seed, 0, {}  # owner: episode -> worker
+
+    @property
+    def undecided(self) -> int:
+        """Episodes launched and not yet placed or dropped."""
+        return len(self._owner)
 
     def launch(self, wanted: int) -> None:
         """Send up to ``wanted`` more episodes, in seed order, to workers with room."""
@@ -163,40 +215,71 @@ class _Workers:
             w = self._free()
             if w is None:
                 return
-            self.tasks[w].send(("run", self.launched, self.seed))
-            self.owner[self.launched], self.launched = w, self.launched + 1
-            self.queued[w] += 1
+            self._tasks[w].send(Run(self._launched, self._seed))
+            self._owner[self._launched], self._launched = w, self._launched + 1
+            self._queued[w] += 1
 
     def _free(self) -> int | None:
         """The least loaded worker that can take another episode, if any."""
-        ok = [w for w in range(len(self.conns)) if self.queued[w] < self.QUEUE]
-        ok = [w for w in ok if self.queued[w] + self.held[w] < self.QUEUE + self.HOLD]
-        return min(ok, key=lambda w: (self.queued[w], self.held[w]), default=None)
+        ok = [w for w in range(len(self._conns)) if self._queued[w] < self.QUEUE]
+        ok = [w for w in ok if self._queued[w] + self._held[w] < self.QUEUE + self.HOLD]
+        return min(ok, key=lambda w: (self._queued[w], self._held[w]), default=None)
 
     def messages(self):
         """Messages from any worker as they come, as ``(worker, message)``."""
         for fd, _ in self._poll.poll():
             w = self._worker_of[fd]
-            conn = self.conns[w]
+            conn = self._conns[w]
             while True:  # drain what is waiting before the next wait() call
                 try:
                     msg = conn.recv()
                 except EOFError:
-                    self.procs[w].join(1)
+                    self._procs[w].join(1)
                     raise RuntimeError(
-                        f"collection worker {w} died (exit code {self.procs[w].exitcode})"
+                        f"collection worker {w} died (exit code {self._procs[w].exitcode})"
                     ) from None
-                if msg[0] == "error":
-                    raise RuntimeError(f"collection worker {w} failed:\n{msg[1]}")
+                if isinstance(msg, Error):
+                    raise RuntimeError(f"collection worker {w} failed:\n{msg.traceback}")
                 yield w, msg
                 if not conn.poll():
                     break
 
+    def finished(self, w: int) -> None:
+        """Worker ``w`` sent :class:`Done`: one episode fewer queued, one more held."""
+        self._queued[w] -= 1
+        self._held[w] += 1
+
+    def _decide(self, i: int) -> int:
+        """Episode ``i`` is decided on: its worker, which holds it no more once told."""
+        w = self._owner.pop(i)
+        self._held[w] -= 1
+        return w
+
+    def place(self, i: int, start: int) -> None:
+        """Keep episode ``i``, starting at row ``start``; its worker answers with :class:`Frames`."""
+        self._tasks[self._decide(i)].send(Place(i, start))
+
+    def drop(self, i: int) -> None:
+        """Do not keep episode ``i``."""
+        self._tasks[self._decide(i)].send(Drop(i))
+
+    def take_rows(self, w: int, loose: list[tuple[int, int, int]]) -> list:
+        """A :class:`Frames` message's loose rows in worker ``w``'s ring, as ``(start row, rows)``
+        pairs: views, valid until :meth:`release_rows`."""
+        ring = self._rings[w]
+        return [(start, ring.get(pos, n)) for start, n, pos in loose]
+
+    def release_rows(self, w: int, loose: list[tuple[int, int, int]]) -> None:
+        """Give the rows of :meth:`take_rows` back to worker ``w``, once copied out."""
+        ring = self._rings[w]
+        for _, n, pos in loose:
+            ring.release(pos, n)
+
     def close(self) -> None:
-        for conn in self.tasks:
+        for conn in self._tasks:
             with contextlib.suppress(OSError):
-                conn.send(("stop",))
-        for proc in self.procs:
+                conn.send(Stop())
+        for proc in self._procs:
             proc.join(5)
             if proc.is_alive():
                 proc.terminate()
@@ -211,31 +294,29 @@ def _collect_into(writer: RolloutWriter, workers: _Workers, episodes, min_length
     decided = kept = awaiting = 0
     t0 = time.perf_counter()
     while kept < episodes or awaiting:
-        workers.launch(episodes - kept - (workers.launched - decided))
+        workers.launch(episodes - kept - workers.undecided)
         for w, msg in workers.messages():
-            if msg[0] == "done":
-                done[msg[1]] = msg[2]
-                workers.queued[w] -= 1
-                workers.held[w] += 1
-            else:  # "frames": encoded chunks, and loose rows left in the worker's ring
-                ring = workers.rings[w]
-                writer.put_frames(msg[2], [(start, ring.get(pos, n)) for start, n, pos in msg[3]])
-                for _, n, pos in msg[3]:  # put_frames copied them out
-                    ring.release(pos, n)
-                awaiting -= 1
+            match msg:
+                case Done(i, steps):
+                    done[i] = steps
+                    workers.finished(w)
+                case Frames(_, chunks, loose):  # encoded chunks, and rows left in the ring
+                    writer.put_frames(chunks, workers.take_rows(w, loose))
+                    workers.release_rows(w, loose)  # put_frames copied them out
+                    awaiting -= 1
+                case _:
+                    raise RuntimeError(f"unexpected message from collection worker {w}: {msg!r}")
         while decided in done:
-            steps, w = done.pop(decided), workers.owner.pop(decided)
-            workers.held[w] -= 1
+            steps = done.pop(decided)
             if kept < episodes and len(steps["reward"]) - 1 >= min_length:
-                start = writer.add_steps(steps)
-                workers.tasks[w].send(("place", decided, start))
+                workers.place(decided, writer.add_steps(steps))
                 kept, awaiting = kept + 1, awaiting + 1
                 bar.set_postfix_str(
                     f"{writer.n / (time.perf_counter() - t0):,.0f} frames/s", refresh=False
                 )
                 bar.update(1)
             else:
-                workers.tasks[w].send(("drop", decided))
+                workers.drop(decided)
             decided += 1
     return kept
 
@@ -253,7 +334,7 @@ def _has(pkg: str) -> bool:
 
 
 def collect(
-    spec: EnvSpec,
+    env: EnvConfig,
     out: str | Path,
     episodes: int,
     seed: int,
@@ -261,29 +342,33 @@ def collect(
     min_length: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Collect ``episodes`` episodes of at least ``min_length`` env steps into the store ``out``.
+    """Collect ``episodes`` episodes of ``env`` of at least ``min_length`` env steps into the
+    store ``out``; ``env.workers`` and ``env.min_length`` are not read, callers pass the values
+    they want (usually those).
 
     Episodes shorter than ``min_length`` are dropped and the next seeds used, in order, so the
     result stays independent of ``workers``.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    env = spec.make()
-    frame_shape = env.observation_space.shape
-    space = env.action_space
-    env.close()
+    probe = envs.make(env.id, env.size, env.kwargs, env.max_episode_steps)
+    frame_shape = probe.observation_space.shape
+    space = probe.action_space
+    probe.close()
     layout = ChunkLayout(tuple(frame_shape))
     # Fork before anything starts a thread (zarr's event loop, tqdm's monitor): forked workers
     # then inherit no held locks, and unlike spawn they never re-import the caller's __main__.
     # Flush first: forked children inherit (and would print again) unflushed output.
     sys.stdout.flush()
     sys.stderr.flush()
-    pool = _Workers(spec, layout, workers, seed)
+    pool = _Workers(env, layout, workers, seed)
     pool.launch(episodes)  # workers start while the store is set up
     action_shape = getattr(space, "shape", ()) if not hasattr(space, "n") else ()
     action_dtype = np.int64 if hasattr(space, "n") else np.float32
     attrs = {
-        "env": asdict(spec),
+        "env": env.model_dump(
+            mode="json", include={"id", "size", "kwargs", "max_episode_steps", "agent"}
+        ),
         "action_space": repr(space),
         "action_shape": list(action_shape),
         "n_actions": int(space.n) if hasattr(space, "n") else None,
