@@ -31,7 +31,7 @@ def test_default_and_test_configs_validate(default):
 
     merged = copy.deepcopy(default)
     deep_merge(merged, overlay)
-    tiny = config.load(config.resolve_presets(merged, ROOT / "config" / "models"))
+    tiny = config.load(merged, ROOT / "config" / "models")
     assert tiny.models["rnn_deconv"].train.steps < cfg.models["rnn_deconv"].train.steps
 
 
@@ -120,9 +120,7 @@ def test_sweep_expands_a_grid_into_named_models():
 
 
 def test_thesis_sweep_config_is_sixteen_runs():
-    from forward_models.cli import load_yaml_config
-
-    cfg = load_yaml_config(ROOT / "config" / "sweep.yaml")
+    cfg = config.load_yaml(ROOT / "config" / "sweep.yaml")
     assert len(cfg.envs) * len(cfg.models) * len(cfg.seeds) == 16
     archs = {m.arch for m in cfg.models.values()}
     assert archs == {"rnn_deconv", "rnn_dense", "rnn_spatial_transformer", "asset_stn"}
@@ -146,4 +144,4 @@ def test_bad_sweeps_are_named(default, sweep, message):
     if message == "already defined":
         raw["models"] = {"s-base": {"arch": "copy_last"}}
     with pytest.raises((ValueError, ValidationError), match=message):
-        config.load(config.resolve_presets(raw, ROOT / "config" / "models"))
+        config.load(raw, ROOT / "config" / "models")
