@@ -5,7 +5,7 @@ from forward_models import models
 from forward_models.data.collect import collect
 from forward_models.data.windows import WindowSampler
 from forward_models.data.zarr_store import open_rollouts
-from forward_models.models.base import TrainConfig
+from forward_models.model_config import TrainConfig
 from forward_models.training import PROGRESS, NonFiniteLossError, train
 
 CFG = {
