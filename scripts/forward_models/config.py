@@ -62,7 +62,19 @@ class EnvConfig(Strict):
         from forward_models import envs  # gymnasium, not torch
 
         envs.check_env_id(v)
+        envs.check_env_installed(v)
         return v
+
+    @model_validator(mode="after")
+    def _agent_fits(self):
+        from forward_models import envs
+
+        if self.agent.kind == "pong" and not envs.is_pong(self.id):
+            raise ValueError(
+                f"agent.kind 'pong' steers the built-in Pong's paddles; {self.id!r} is not "
+                f"that Pong: use agent kind 'random' or 'sticky'"
+            )
+        return self
 
     @model_validator(mode="after")
     def _disjoint(self):
@@ -134,6 +146,30 @@ class ExperimentBase(Strict):
     tiny: bool = False
     """Debug overlay: cap every model's sizes at its family's ``TINY`` values and its training
     at a few steps on short windows (``config/test.yaml`` sets it; the tests run it)."""
+
+    @model_validator(mode="after")
+    def _models_fit_envs(self):
+        """What every job would find out late, checked here: frame sizes each family can take,
+        and evaluation windows that episodes can hold."""
+        problems = []
+        for e, env in self.envs.items():
+            rows = None if env.max_episode_steps is None else env.max_episode_steps + 1
+            for m, model in self.models.items():
+                why = model.frame_problem(env.size)
+                if why:
+                    problems.append(
+                        f"models.{m} ({model.arch}) cannot take envs.{e}.size={env.size}: {why}"
+                    )
+                need = model.precondition + self.evaluation.horizon
+                if rows is not None and need > rows:
+                    problems.append(
+                        f"evaluation.horizon={self.evaluation.horizon} after models.{m}.precondition="
+                        f"{model.precondition} needs episodes of {need} rows; envs.{e}."
+                        f"max_episode_steps={env.max_episode_steps} allows at most {rows}"
+                    )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     def models_for(self, env: str) -> list[str]:
         """The models run on ``env``: all of them, but a floor only where the env has one."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
@@ -76,6 +76,20 @@ class ModelConfig(Strict):
     """P: frames the model sees before predicting open loop."""
     train: TrainConfig = TrainConfig()
     """Training budget and optimiser."""
+
+    @model_validator(mode="after")
+    def _window_holds_a_prediction(self):
+        if self.train.seq_len <= self.precondition:
+            raise ValueError(
+                f"train.seq_len={self.train.seq_len} must exceed precondition="
+                f"{self.precondition}: a training window holds the precondition frames and at "
+                f"least one frame to predict"
+            )
+        return self
+
+    def frame_problem(self, size: int) -> str | None:
+        """Why this model cannot take ``size`` x ``size`` frames, or None if it can."""
+        return None
 
 
 class FrameFedConfig(ModelConfig):

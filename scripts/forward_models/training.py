@@ -30,8 +30,13 @@ from forward_models.models.base import ForwardModel
 PROGRESS = "progress.pt"
 
 
-class NonFiniteLossError(RuntimeError):
-    pass
+class TrainingDiverged(RuntimeError):
+    """Training stopped: the loss, a gradient, a parameter or a normalisation statistic became
+    non-finite, or the gradient stayed exactly 0 while the loss did not."""
+
+
+NonFiniteLossError = TrainingDiverged  # the name it had when only the loss was checked
+STUCK_STEPS = 50  # consecutive steps of an exactly-zero gradient (loss not ~0) that stop training
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -93,8 +98,21 @@ def train(
     val_batches = _fixed_batches(val_data, cfg) if val_data is not None else []
     rows, step, clock = [], 0, [0.0, 0]  # clock: seconds and frames spent training
     ckpt_path = out_dir / PROGRESS
+    run_config = {"model": model.cfg.model_dump(mode="json"), "seed": seed}
+    set_aside_stale_progress(out_dir, run_config)
     if ckpt_path.exists():
         step, rows, clock = _resume(ckpt_path, model, opt, sched, train_data, dev)
+    zero_grads = 0
+
+    def diverged(what: str) -> TrainingDiverged:
+        last = torch.load(ckpt_path, weights_only=True)["step"] if ckpt_path.exists() else 0
+        kept = f"is kept in {ckpt_path}" if last else "does not exist yet"
+        return TrainingDiverged(
+            f"training diverged: {what} at step {step + 1}, with lr {sched.get_last_lr()[0]:g} "
+            f"in force; stopped. The last good checkpoint (step {last}) {kept}. Try a lower lr "
+            f"(now {cfg.lr:g}) or grad_clip (now {cfg.grad_clip:g}); a changed config does not "
+            f"resume it (it is moved aside)."
+        )
 
     def log(split: str, logs: dict[str, float]):
         rows.extend(
@@ -111,15 +129,18 @@ def train(
         with _autocast(dev):
             loss, logs = model.loss(batch)
         if not math.isfinite(loss.item()):
-            last = torch.load(ckpt_path, weights_only=True)["step"] if ckpt_path.exists() else 0
-            raise NonFiniteLossError(
-                f"training loss became {loss.item()} at step {step + 1}; stopped. The last good "
-                f"checkpoint (step {last}) is kept in {ckpt_path if last else 'none yet'}. Try a "
-                f"lower lr (now {cfg.lr}) or grad_clip (now {cfg.grad_clip})."
-            )
+            raise diverged(f"the training loss became {loss.item()}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        if not math.isfinite(float(grad_norm)):
+            raise diverged(f"the gradient norm became {float(grad_norm)}")
+        zero_grads = zero_grads + 1 if float(grad_norm) == 0 and loss.item() > 1e-6 else 0
+        if zero_grads >= STUCK_STEPS:
+            raise diverged(
+                f"the gradient has been exactly 0 for {zero_grads} steps while the loss is "
+                f"{loss.item():.4g} (saturated outputs or dead units learn nothing)"
+            )
         opt.step()
         sched.step()
         step += 1
@@ -146,8 +167,13 @@ def train(
                 logs |= {"seconds": clock[0], "frames": float(clock[1])}
             log("val", logs)
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-            _save_progress(ckpt_path, model, opt, sched, train_data, step, rows, clock)
+            if bad := non_finite(model):
+                step -= 1  # the message counts the step that made it
+                raise diverged(f"{bad} became non-finite")
+            _save_progress(ckpt_path, model, opt, sched, train_data, step, rows, clock, run_config)
     bar.close()
+    if bad := non_finite(model):
+        raise diverged(f"{bad} became non-finite")
     model.eval()
     return pd.DataFrame(rows, columns=["step", "split", "metric", "value"])
 
@@ -198,6 +224,7 @@ def train_job(
         "env": data.attrs["env"],
     }
     params = {**resolved, "parameters": sum(p.numel() for p in model.parameters())}
+    set_aside_stale_progress(out_dir, {"model": resolved["model"], "seed": seed})
     tags = {"git_commit": tracking.git_commit(), "config_hash": tracking.config_hash(resolved)}
     resumes = (out_dir / PROGRESS).exists()
     with tracking.training_run(
@@ -245,8 +272,46 @@ def _fixed_batches(data: WindowSampler, cfg: TrainConfig) -> list[dict]:
         data.rng = keep
 
 
+def non_finite(model: ForwardModel) -> str | None:
+    """The first parameter or floating buffer (e.g. a BatchNorm running variance) holding a
+    non-finite value, as ``"parameter NAME"``, or None."""
+    for kind, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for name, t in named:
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                return f"{kind} {name}"
+    return None
+
+
+def set_aside_stale_progress(out_dir: str | Path, run_config: dict) -> Path | None:
+    """A progress checkpoint made with another config is not resumed: it is moved aside (kept,
+    renamed) and the log says which keys changed. Returns where it went, or None."""
+    path = Path(out_dir) / PROGRESS
+    if not path.exists():
+        return None
+    old = torch.load(path, map_location="cpu", weights_only=True).get("run_config")
+    if old == run_config:
+        return None
+    before, now = tracking.flatten(old or {}), tracking.flatten(run_config)
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    aside = path.with_name(f"progress.stale-{time.strftime('%Y%m%dT%H%M%S')}.pt")
+    path.replace(aside)
+    print(
+        f"{path} was made with another config (changed: {', '.join(changed)}); "
+        f"moved it aside to {aside.name} and training starts from step 0"
+    )
+    return aside
+
+
 def _save_progress(
-    path: Path, model, opt, sched, data: WindowSampler, step: int, rows: list, clock: list
+    path: Path,
+    model,
+    opt,
+    sched,
+    data: WindowSampler,
+    step: int,
+    rows: list,
+    clock: list,
+    run_config: dict,
 ) -> None:
     tmp = path.with_suffix(".tmp")
     models.save(
@@ -259,6 +324,7 @@ def _save_progress(
         sampler_rng=data.rng.bit_generator.state,
         log=pd.DataFrame(rows).to_dict(orient="list") if rows else {},
         clock=clock,
+        run_config=run_config,
     )
     tmp.replace(path)  # atomic: a kill mid-write leaves the previous checkpoint intact
 

@@ -46,6 +46,23 @@ class UnknownEnvError(ValueError):
     pass
 
 
+def is_pong(env_id: str) -> bool:
+    """Whether ``env_id`` is the built-in two-player Pong (any registered variant)."""
+    spec = gym.registry.get(env_id)
+    return spec is not None and spec.entry_point == "forward_models.envs.pong:TwoPlayerPong"
+
+
+def check_env_installed(env_id: str) -> None:
+    """Raise a clear error if ``env_id``'s package is missing (e.g. box2d for CarRacing)."""
+    entry = gym.registry[env_id].entry_point
+    if not isinstance(entry, str) or entry.startswith("forward_models."):
+        return  # ours are here (and Dream's would import torch)
+    try:
+        gym.envs.registration.load_env_creator(entry)
+    except (ImportError, gym.error.DependencyNotInstalled) as exc:
+        raise UnknownEnvError(f"{env_id!r} cannot be built here: {exc}") from None
+
+
 def _register_ale() -> None:
     try:
         import ale_py

@@ -58,6 +58,9 @@ class ConvGRUResidualConfig(FrameFedConfig):
     up: int = Field(4, ge=1)
     """Channels per full-resolution pixel after the pixel shuffle, read by the output conv."""
 
+    def frame_problem(self, size: int) -> str | None:
+        return None if size % 4 == 0 else "needs a size divisible by 4 (its state is at 1/4)"
+
 
 @register
 class ConvGRUResidual(FrameFed):

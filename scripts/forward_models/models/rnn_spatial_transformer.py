@@ -34,6 +34,10 @@ class RNNSpatialTransformerConfig(FrameFedConfig, RecurrentConfig):
     dropout: float = Field(0.6, ge=0, lt=1)
     """Dropout on the input frame (training only)."""
 
+    def frame_problem(self, size: int) -> str | None:
+        least = 4 * self.convs + 4  # each unpadded 5x5 conv takes 4 pixels off a side
+        return None if size >= least else f"needs size >= {least} for convs={self.convs}"
+
 
 @register
 class RNNSpatialTransformer(FrameFed):
