@@ -41,3 +41,9 @@ def pong_spec():
         agent={"kind": "pong", "kwargs": {"stochasticity": [0.5, 1.0]}},
         splits=SPLITS,
     )
+
+
+def pytest_terminal_summary(terminalreporter):
+    faults = sys.modules.get("test_faults")
+    if faults is not None and faults.TALLY["tried"]:
+        terminalreporter.write_line(faults.summary_line())

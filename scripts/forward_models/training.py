@@ -106,12 +106,15 @@ def train(
 
     def diverged(what: str) -> TrainingDiverged:
         last = torch.load(ckpt_path, weights_only=True)["step"] if ckpt_path.exists() else 0
-        kept = f"is kept in {ckpt_path}" if last else "does not exist yet"
+        kept = (
+            f"The last good checkpoint (step {last}) is kept in {ckpt_path}"
+            if last
+            else "No progress checkpoint had been written yet"
+        )
         return TrainingDiverged(
             f"training diverged: {what} at step {step + 1}, with lr {sched.get_last_lr()[0]:g} "
-            f"in force; stopped. The last good checkpoint (step {last}) {kept}. Try a lower lr "
-            f"(now {cfg.lr:g}) or grad_clip (now {cfg.grad_clip:g}); a changed config does not "
-            f"resume it (it is moved aside)."
+            f"in force; stopped. {kept}. Try a lower lr (now {cfg.lr:g}) or grad_clip (now "
+            f"{cfg.grad_clip:g}); a changed config does not resume it (it is moved aside)."
         )
 
     def log(split: str, logs: dict[str, float]):

@@ -1,0 +1,143 @@
+"""Fault injection: bad input and broken runs, each checked for a clear error (naming what is
+wrong and what would be valid) and for nothing silent or lost. At the end one line sums up:
+``faults tried N, clear errors N, silent 0, data lost 0``."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import env_config
+from forward_models import config, models
+from forward_models.data.collect import collect
+from forward_models.data.windows import WindowSampler
+from forward_models.data.zarr_store import open_rollouts
+from forward_models.model_config import TrainConfig
+from forward_models.training import PROGRESS, TrainingDiverged, non_finite, train
+from pydantic import ValidationError
+
+ROOT = Path(__file__).resolve().parents[1]
+TALLY = {"tried": 0, "clear": 0, "silent": 0, "lost": 0}
+
+
+def summary_line() -> str:
+    """Printed at the end of the test session (``pytest_terminal_summary`` in conftest.py)."""
+    return (
+        f"faults tried {TALLY['tried']}, clear errors {TALLY['clear']}, "
+        f"silent {TALLY['silent']}, data lost {TALLY['lost']}"
+    )
+
+
+def tally(clear: bool, silent: bool = False, lost: bool = False) -> None:
+    TALLY["tried"] += 1
+    TALLY["clear"] += clear
+    TALLY["silent"] += silent
+    TALLY["lost"] += lost
+    assert clear and not silent and not lost
+
+
+def default_with(over: dict) -> dict:
+    raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config.deep_merge(raw, copy.deepcopy(over))
+    return raw
+
+
+@pytest.mark.parametrize(
+    "over, names",
+    [
+        ({"models": {"rnn_deconv": {"hiden": 3}}}, ["hiden"]),
+        ({"models": {"rnn_deconv": {"arch": "rnn_deconf"}}}, ["rnn_deconf"]),
+        ({"envs": {"pong": {"id": "forward_models/TwoPlayerPong-v9"}}}, ["TwoPlayerPong-v0"]),
+        ({"models": {"rnn_deconv": {"precondition": 40}}}, ["seq_len=35", "precondition=40"]),
+        ({"evaluation": {"horizon": 300}}, ["horizon=300", "max_episode_steps=200"]),
+        ({"envs": {"pong": {"size": 50}}}, ["conv_gru_residual", "size=50", "divisible by 4"]),
+        (
+            {"envs": {"pong": {"id": "CartPole-v1"}}},
+            ["'pong' steers the built-in Pong", "'random' or 'sticky'"],
+        ),
+    ],
+    ids=["unknown key", "unknown arch", "unknown env", "seq_len", "horizon", "size", "agent"],
+)
+def test_config_faults_fail_at_parse_time_naming_key_and_value(over, names):
+    """Everything a config can tell is checked before any job (the Snakefile runs this)."""
+    with pytest.raises((ValueError, ValidationError)) as err:
+        config.load(default_with(over))
+    tally(all(n in str(err.value) for n in names))
+
+
+def test_a_number_written_like_people_write_it_is_a_number():
+    cfg = config.load(default_with({"models": {"rnn_deconv": {"train": {"lr": "1e-4"}}}}))
+    tally(cfg.models["rnn_deconv"].train.lr == 1e-4)  # PyYAML reads 1e-4 as a string
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    spec = env_config("forward_models/TwoPlayerPong-v0", 32, 40, "pong", {"stochasticity": 0.5})
+    path = tmp_path_factory.mktemp("s") / "s.zarr"
+    return open_rollouts(collect(spec, path, 4, seed=0, progress=False))
+
+
+def tiny_model(store, **train_over):
+    cfg = {"arch": "rnn_deconv", "precondition": 2, "hidden": 8, "embed": 4, "encoder_width": 8}
+    cfg["decoder_channels"] = [8, 8, 8, 8]
+    cfg["train"] = {"steps": 10, "batch_size": 4, "seq_len": 6, "checkpoint_every": 5, **train_over}
+    torch.manual_seed(0)
+    model = models.build(cfg, store.frame_shape, 9)
+    return model, TrainConfig(**cfg["train"])
+
+
+def run(model, tcfg, store, out):
+    train(model, WindowSampler(store, 6, seed=0), None, tcfg, out, device="cpu", progress=False)
+
+
+def test_a_changed_config_does_not_resume_the_old_progress_it_moves_it_aside(
+    store, tmp_path, capsys
+):
+    model, tcfg = tiny_model(store)
+    run(model, tcfg, store, tmp_path)  # leaves progress.pt at step 5 (as a killed job would)
+    model, tcfg = tiny_model(store)
+    run(model, tcfg, store, tmp_path)
+    same = "resuming from" in capsys.readouterr().out  # the same config resumes
+    model, tcfg = tiny_model(store, lr=1e-4)
+    run(model, tcfg, store, tmp_path)
+    out = capsys.readouterr().out
+    aside = list(tmp_path.glob("progress.stale-*.pt"))
+    kept = len(aside) == 1 and torch.load(aside[0], weights_only=True)["step"] == 5
+    tally(same and "changed: model.train.lr" in out and "resuming" not in out, lost=not kept)
+
+
+def test_a_diverging_run_stops_clearly_and_keeps_only_finite_progress(store, tmp_path):
+    """lr 1e6: the BCE clamp keeps the loss finite, so only the weights, gradients and
+    BatchNorm statistics show it; the run must stop, not "succeed"."""
+    model, tcfg = tiny_model(store, lr=1e6, steps=200)
+    with pytest.raises(TrainingDiverged) as err:
+        run(model, tcfg, store, tmp_path)
+    msg = str(err.value)
+    progress = tmp_path / PROGRESS
+    finite = True
+    if progress.exists():  # "last good" must be true
+        state = torch.load(progress, weights_only=True)["state_dict"]
+        finite = all(bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point())
+    tally("diverged" in msg and "lr 1e+06 in force" in msg and "at step" in msg, lost=not finite)
+
+
+def test_non_finite_batchnorm_statistics_are_found():
+    model = models.build({"arch": "rnn_deconv", "hidden": 8}, (3, 32, 32), 9)
+    bn = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    bn.running_var.fill_(np.inf)
+    tally(non_finite(model) is not None and "running_var" in non_finite(model))
+
+
+def test_a_failing_rule_leaves_its_traceback_in_the_log(tmp_path):
+    from test_workflow import scratch_repo, snakemake
+
+    repo = scratch_repo(tmp_path)
+    (repo / "bad.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "nowhere://x"}}))
+    proc = snakemake(
+        repo, "results/mlflow/experiment.json", "--configfile", "config/test.yaml", "bad.yaml",
+        check=False,
+    )  # fmt: skip
+    log = (repo / "results/logs/mlflow_init.log").read_text()
+    tally(proc.returncode != 0 and "Traceback (most recent call last)" in log and "nowhere" in log)
