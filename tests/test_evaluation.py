@@ -174,3 +174,26 @@ def test_controllability_is_zero_for_a_model_that_ignores_its_actions(store):
     board = leaderboard(summarize(tables), [1, 4, 8]).set_index(["model", "horizon"])
     assert (board.loc["copy_last", "delta_shuffled"] == 0).all()
     assert (board.loc["floor", "delta_shuffled"] > 0).any()
+
+
+def test_no_learned_model_beats_the_floor_on_the_same_episodes(store, tmp_path):
+    from forward_models.data.windows import WindowSampler
+    from forward_models.model_config import TrainConfig
+    from forward_models.training import train
+
+    labels = {"env": "pong", "seed": 0}
+    learned = models.build(
+        {"arch": "conv_gru_residual", "precondition": 3, "channels": 8, "hidden": 8}, (3, 32, 32), 9
+    )
+    cfg = TrainConfig(steps=30, batch_size=4, seq_len=12, lr=3e-3)
+    train(
+        learned, WindowSampler(store, 12, seed=0), None, cfg, tmp_path, device="cpu", progress=False
+    )
+    best = models.build({"arch": "floor", "precondition": 3}, (3, 32, 32), 9)
+    best.prepare(store)
+    mse = {}
+    for name, model in (("learned", learned), ("floor", best)):
+        table, _ = evaluate(model, store, 8, 4, {**labels, "model": name})
+        rows = table[(table.metric == "mse") & (table.predictor == "model")]
+        mse[name] = rows.groupby("horizon")["value"].mean()
+    assert (mse["floor"] <= mse["learned"]).all()
