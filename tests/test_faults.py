@@ -141,3 +141,46 @@ def test_a_failing_rule_leaves_its_traceback_in_the_log(tmp_path):
     )  # fmt: skip
     log = (repo / "results/logs/mlflow_init.log").read_text()
     tally(proc.returncode != 0 and "Traceback (most recent call last)" in log and "nowhere" in log)
+
+
+def cli(*args):
+    import subprocess
+    import sys
+
+    code = "from forward_models.cli import main; main()"
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+        cwd=ROOT, env={"PYTHONPATH": str(ROOT / "scripts"), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+
+
+def test_play_on_a_file_that_is_not_a_checkpoint_is_one_clear_line(tmp_path):
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not a checkpoint")
+    proc = cli("play", str(bad), "--steps", "1")
+    one_line = proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    debug = cli("--debug", "play", str(bad), "--steps", "1")
+    tally(
+        proc.returncode == 2
+        and one_line
+        and "is not a forward-models checkpoint" in proc.stderr
+        and "Traceback" in debug.stderr  # --debug shows where
+    )
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
+    import os
+    import pickle
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"config": Evil()}, f)
+    with pytest.raises(ValueError, match="not a forward-models checkpoint"):
+        models.load(path)
+    tally(not marker.exists())

@@ -157,8 +157,15 @@ def main(argv=None) -> None:
     p.add_argument("report")
     p.add_argument("--screenshot", help="save a screenshot of the report here")
     p.set_defaults(fn=cmd_check_report)
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     args = ap.parse_args(argv)
-    args.fn(args)
+    try:
+        args.fn(args)
+    except Exception as exc:  # a user's mistake reads as one line; --debug shows where
+        if args.debug:
+            raise
+        print(f"forward-models {args.cmd}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

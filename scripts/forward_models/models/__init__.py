@@ -46,8 +46,22 @@ def save(model: ForwardModel, path: str | Path, **extra) -> None:
     )
 
 
+CHECKPOINT_KEYS = ("config", "frame_shape", "n_actions", "state_dict")
+
+
 def load(path: str | Path, map_location="cpu") -> ForwardModel:
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    """A model from a checkpoint written by :func:`save`; anything else is a clear error."""
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # not a torch file, or one that would run code when loaded
+        raise ValueError(
+            f"{path} is not a forward-models checkpoint (torch reads no weights-only data from "
+            f"it: {type(exc).__name__}); it is not loaded, since that could run code"
+        ) from None
+    if not isinstance(ckpt, dict) or not all(k in ckpt for k in CHECKPOINT_KEYS):
+        raise ValueError(f"{path} is not a forward-models checkpoint (it lacks {CHECKPOINT_KEYS})")
     model = build(ckpt["config"], ckpt["frame_shape"], ckpt["n_actions"], ckpt.get("action_dim", 0))
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
