@@ -4,8 +4,10 @@
     python bench/models.py --presets         # the thesis presets (config/models/) instead
 
 For each model: parameters, training frames/s on this machine (predicted frames per second of
-optimisation), and open-loop MSE / PSNR at horizons 1, 8, 16, 32 on held-out episodes, beside
-the copy-last-frame and mean-frame baselines. Training uses each family's own ``loss`` (the
+optimisation), and open-loop MSE / PSNR at horizons 1, 8, 16, 32 on held-out episodes, and the
+MSE as a multiple of the floor's on the same episodes ("x floor"; references are models here
+too). ``--eval-seed 2`` evaluates on a dev split instead of the default config's test split, for
+choosing settings. Training uses each family's own ``loss`` (the
 workflow's code path) with Adam and gradient clipping; only the stopping rule (time, not steps)
 differs from the workflow, so every family gets the same budget.
 """
@@ -51,10 +53,30 @@ def train_for(model, data: WindowSampler, seconds: float) -> tuple[int, float]:
 
 
 def errors(model, test, episodes: int = 100) -> dict[str, list[float]]:
+    """MSE and PSNR at HORIZONS, and the MSE as a multiple of the floor's on the same windows."""
+    out = scores(model, test, episodes)
+    floor = floor_mse(test, model.cfg.precondition, episodes)
+    out["x_floor"] = [m / f for m, f in zip(out["mse"], floor, strict=True)]
+    return out
+
+
+def scores(model, test, episodes: int) -> dict[str, list[float]]:
     p = model.cfg.precondition
     batch = eval_windows(test, p, max(HORIZONS), episodes)
     err = step_errors(predict(model, batch, p), batch["obs"][:, p:])
     return {m: [float(err[m][:, h - 1].mean()) for h in HORIZONS] for m in ("mse", "psnr")}
+
+
+_FLOORS: dict[int, list[float]] = {}
+
+
+def floor_mse(test, precondition: int, episodes: int) -> list[float]:
+    """The floor's MSE at HORIZONS on the windows a model of this precondition is scored on."""
+    if precondition not in _FLOORS:
+        floor = models.build({"arch": "floor", "precondition": precondition}, test.frame_shape, 9)
+        floor.prepare(test)
+        _FLOORS[precondition] = scores(floor, test, episodes)["mse"]
+    return _FLOORS[precondition]
 
 
 def model_configs(presets: bool) -> dict[str, dict]:
@@ -79,6 +101,12 @@ def main() -> None:
         "--presets", action="store_true", help="config/models/ presets, not config.yaml"
     )
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument(
+        "--eval-seed",
+        type=int,
+        default=PONG.splits["test"].seed,
+        help="seed of the held-out episodes (default: the config's test split; 2: a dev split)",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     configs = model_configs(args.presets)
@@ -89,7 +117,9 @@ def main() -> None:
             collect(PONG, Path(d) / "train.zarr", 1000, seed=0, workers=2, progress=False)
         )
         test = open_rollouts(
-            collect(PONG, Path(d) / "test.zarr", 100, seed=1, workers=2, progress=False)
+            collect(
+                PONG, Path(d) / "test.zarr", 100, seed=args.eval_seed, workers=2, progress=False
+            )
         )
         for name in names:
             cfg = configs[name]
@@ -108,18 +138,18 @@ def main() -> None:
                 file=sys.stderr,
                 flush=True,
             )
-    head = (
-        " | ".join(f"MSE h={h}" for h in HORIZONS)
-        + " | "
-        + " | ".join(f"PSNR h={h}" for h in HORIZONS)
+    head = " | ".join(
+        [f"MSE h={h}" for h in HORIZONS]
+        + [f"x floor h={h}" for h in HORIZONS]
+        + [f"PSNR h={h}" for h in HORIZONS]
     )
     print(f"\n| family | params | steps in {args.seconds:.0f} s | train frames/s (CPU) | {head} |")
-    print("|---|---:|---:|---:|" + "---:|" * 2 * len(HORIZONS))
+    print("|---|---:|---:|---:|" + "---:|" * 3 * len(HORIZONS))
     for name, params, steps, fps, err in rows:
-        cells = (
-            " | ".join(f"{v:.4f}" for v in err["mse"])
-            + " | "
-            + " | ".join(f"{v:.1f}" for v in err["psnr"])
+        cells = " | ".join(
+            [f"{v:.4f}" for v in err["mse"]]
+            + [f"{v:.2f}" for v in err["x_floor"]]
+            + [f"{v:.1f}" for v in err["psnr"]]
         )
         print(f"| {name} | {params:,} | {steps} | {fps:,.0f} | {cells} |")
 
