@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -28,12 +29,26 @@ def cluster():
         if required:
             pytest.fail("FM_REQUIRE_SLURM=1 but the local cluster cannot be started here")
         pytest.skip("the local SLURM cluster needs root and slurm-wlm (or apt-get)")
+    was_running = cluster_running()
     proc = subprocess.run(
         ["bash", str(ROOT / "slurm/local-cluster/start.sh")], capture_output=True, text=True
     )
     if proc.returncode != 0:
         message = f"local SLURM cluster did not start:\n{proc.stdout}\n{proc.stderr}"
         pytest.fail(message) if required else pytest.skip(message)
+    yield
+    if not was_running:  # a cluster these tests started is stopped; one found running stays
+        subprocess.run(["bash", str(ROOT / "slurm/local-cluster/stop.sh")], capture_output=True)
+
+
+def cluster_running() -> bool:
+    """Whether the local cluster's controller is alive (by the pid file start.sh writes)."""
+    pidfile = Path(os.environ.get("FM_SLURM_STATE", "/var/lib/fm-slurm")) / "slurmctld.pid"
+    try:
+        os.kill(int(pidfile.read_text()), 0)
+        return True
+    except (OSError, ValueError):
+        return False
 
 
 def snakemake_slurm(cwd, *args):
