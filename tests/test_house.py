@@ -107,7 +107,9 @@ def test_a_new_family_is_one_model_file_and_one_preset(tmp_path):
     )  # fmt: skip
     assert tests.returncode == 0, tests.stdout[-3000:]
     passed = int(re.search(r"(\d+) passed", tests.stdout).group(1))
-    assert passed >= 8, tests.stdout[-1000:]  # every registry-wide test ran on it
+    # shapes, stepping = rollout, gradients, action alignment, teacher forcing, overfitting,
+    # save/load: every registry-wide test ran on it
+    assert passed >= 7, tests.stdout[-1000:]
     (repo / "new.yaml").write_text(yaml.safe_dump({"models": {"twin": {"preset": NEW_FAMILY}}}))
     targets = ["results/eval/pong/twin/seed0/metrics.parquet"]
     targets += ["results/figures/pong/twin/seed0/rollout_strip.png"]

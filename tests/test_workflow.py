@@ -69,7 +69,8 @@ def test_every_output_exists_and_is_sane(run):
     assert log["step"].max() == 20 and np.isfinite(log["value"]).all()
 
     metrics = pd.read_parquet(res / "eval/pong/rnn_deconv/seed0/metrics.parquet")
-    assert set(metrics["predictor"]) == {"model"}  # references are runs of their own
+    # open loop, and on shuffled actions (controllability); references are runs of their own
+    assert set(metrics["predictor"]) == {"model", "model_shuffled_actions"}
     assert set(metrics["metric"]) == {"mse", "psnr", "ssim"} and metrics["horizon"].max() == 8
     summary = pd.read_csv(res / "eval/summary.csv")
     assert set(summary["model"]) == set(PRESETS)  # every family runs through the DAG
