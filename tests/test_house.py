@@ -2,6 +2,7 @@
 scripts run standalone (a failing rule's traceback in its log: tests/test_faults.py). Real
 Snakemake runs."""
 
+import os
 import re
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import ROOT, scratch_repo, snakemake
+from test_workflow import ROOT, scratch_repo
 
 SCRIPTS = sorted(p for p in (ROOT / "scripts").glob("*.py") if not p.name.startswith("_"))
 
@@ -101,7 +102,14 @@ def test_a_new_family_is_one_model_file_and_one_preset(tmp_path):
     (repo / "new.yaml").write_text(yaml.safe_dump({"models": {"twin": {"preset": NEW_FAMILY}}}))
     targets = ["results/eval/pong/twin/seed0/metrics.parquet"]
     targets += ["results/figures/pong/twin/seed0/rollout_strip.png"]
-    snakemake(repo, *targets, "--configfile", "config/test.yaml", "new.yaml")
+    # The scratch copy's package, not the one `pip install -e .` points at (this repo's).
+    env = {**os.environ, "PYTHONPATH": str(repo / "scripts")}
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *targets]
+    proc = subprocess.run(
+        [*cmd, "--configfile", "config/test.yaml", "new.yaml"],
+        cwd=repo, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     cfg = yaml.safe_load((repo / "results/models/pong/twin/seed0/config.yaml").read_text())
     assert cfg["model"]["arch"] == NEW_FAMILY and cfg["model"]["train"]["steps"] == 6  # tiny
 
