@@ -184,3 +184,38 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
     with pytest.raises(ValueError, match="not a forward-models checkpoint"):
         models.load(path)
     tally(not marker.exists())
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["delete a frame shard", "delete the action chunk", "truncate a frame shard"],
+)
+def test_a_store_missing_or_truncated_files_is_refused_naming_array_and_file(
+    store, tmp_path, damage
+):
+    """Zarr reads a missing file as fill values: black frames, action 0, and a copy-last MSE of
+    1e-10. Opening the store (training, evaluation, `forward-models inspect`) refuses it."""
+    import shutil
+
+    from forward_models.data.zarr_store import StoreError
+
+    copy = tmp_path / "s.zarr"
+    shutil.copytree(store.path, copy)
+    name, file = {
+        "delete a frame shard": ("data/obs", "data/obs/c.0.0.0.0"),
+        "delete the action chunk": ("data/action", "data/action/c/0"),
+        "truncate a frame shard": ("data/obs", "data/obs/c.0.0.0.0"),
+    }[damage]
+    if damage.startswith("truncate"):
+        (copy / file).write_bytes((copy / file).read_bytes()[:10])
+    else:
+        (copy / file).unlink()
+    with pytest.raises(StoreError) as err:
+        open_rollouts(copy)
+    proc = cli("inspect", str(copy))
+    tally(
+        name in str(err.value)
+        and file in str(err.value)
+        and proc.returncode == 2
+        and "damaged" in proc.stderr
+    )

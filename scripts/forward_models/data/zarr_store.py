@@ -18,6 +18,8 @@ never leaves a store that looks whole; :func:`open_rollouts` validates a store b
 
 from __future__ import annotations
 
+import itertools
+import math
 import os
 import shutil
 import socket
@@ -83,6 +85,9 @@ class RolloutWriter:
                 dtype=dtypes[key],
                 chunks=(STEP_CHUNK, *tail),
                 compressors=zarr.codecs.ZstdCodec(level=self.layout.level),
+                # Every chunk is a file, even one equal to the fill value (all False, say), so a
+                # missing file always means damage (open_rollouts checks).
+                config={"write_empty_chunks": True},
             )
             self.buffers[key] = []
 
@@ -293,4 +298,33 @@ def open_rollouts(path: str | os.PathLike) -> Rollouts:
         raise StoreError(f"{path}: meta/episode_ends is not strictly increasing from above 0")
     if ends[-1] != n:
         raise StoreError(f"{path}: meta/episode_ends ends at {ends[-1]} but data/obs has {n} rows")
+    check_files(path, group)
     return Rollouts(path, group, ends.astype(np.int64))
+
+
+def check_files(path: Path, group) -> None:
+    """Every chunk or shard file the metadata implies is there with a plausible size. Cheap (a
+    stat per file, no decoding), and needed: Zarr reads a missing file as fill values, so a
+    deleted shard would otherwise read as black frames."""
+    for name in [*(f"data/{k}" for k in KEYS), "meta/episode_ends"]:
+        arr = group[name]
+        outer = arr.metadata.chunk_grid.chunk_shape  # the shard shape, for sharded arrays
+        least = 1  # a sharded file ends with its index: 16 bytes per inner chunk and a crc32c
+        if arr.shards is not None:
+            least = 16 * math.prod(s // c for s, c in zip(arr.shards, arr.chunks, strict=True)) + 4
+        grid = [math.ceil(s / c) for s, c in zip(arr.shape, outer, strict=True)]
+        for coords in itertools.product(*map(range, grid)):
+            key = arr.metadata.encode_chunk_key(coords)
+            file = path / name / key
+            size = file.stat().st_size if file.is_file() else None
+            if size is None or size < least:
+                rows = f"rows {coords[0] * outer[0]}-{min((coords[0] + 1) * outer[0], arr.shape[0]) - 1}"
+                what = (
+                    "is missing"
+                    if size is None
+                    else f"has {size} bytes (at least {least} expected)"
+                )
+                raise StoreError(
+                    f"{path}: {name} file {file.relative_to(path)} ({rows}) {what}: the store is "
+                    f"damaged (it would read as fill values); collect it again"
+                )
