@@ -75,6 +75,10 @@ def cmd_inspect(args) -> None:
     from forward_models.data.zarr_store import open_rollouts
 
     r = open_rollouts(args.store)
+    if args.verify:
+        from forward_models.data.zarr_store import verify
+
+        print(f"verified   {verify(r)} files decode, shard checksums match")
     steps = r.lengths - 1
     action = r.array("action")[:]
     a = r.attrs
@@ -142,6 +146,9 @@ def main(argv=None) -> None:
     p.add_argument("--sheet", help="save a contact sheet PNG of frames here")
     p.add_argument("--episodes", type=int, default=4, help="episodes (rows) in the sheet")
     p.add_argument("--frames", type=int, default=8, help="frames per episode in the sheet")
+    p.add_argument(
+        "--verify", action="store_true", help="decode every chunk and check shard checksums"
+    )
     p.set_defaults(fn=cmd_inspect)
     p = sub.add_parser("play", help="play a trained checkpoint with the keyboard (pygame window)")
     p.add_argument("checkpoint")

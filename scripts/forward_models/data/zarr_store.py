@@ -302,6 +302,26 @@ def open_rollouts(path: str | os.PathLike) -> Rollouts:
     return Rollouts(path, group, ends.astype(np.int64))
 
 
+def verify(rollouts: Rollouts) -> int:
+    """Decode every chunk of every array, shard by shard, checking the shard indexes' crc32c
+    checksums; returns the number of files read. Errors name the array and the file."""
+    files = 0
+    for name in [*(f"data/{k}" for k in KEYS), "meta/episode_ends"]:
+        arr = rollouts.group[name]
+        outer = arr.metadata.chunk_grid.chunk_shape
+        for i in range(math.ceil(arr.shape[0] / outer[0])) if arr.shape[0] else []:
+            key = arr.metadata.encode_chunk_key((i, *[0] * (arr.ndim - 1)))
+            try:
+                arr[i * outer[0] : (i + 1) * outer[0]]
+            except Exception as exc:  # zarr and zstd raise many types for damaged bytes
+                raise StoreError(
+                    f"{rollouts.path}: {name} file {name}/{key} does not decode "
+                    f"({type(exc).__name__}: {exc}); the store is damaged: collect it again"
+                ) from None
+            files += 1
+    return files
+
+
 def check_files(path: Path, group) -> None:
     """Every chunk or shard file the metadata implies is there with a plausible size. Cheap (a
     stat per file, no decoding), and needed: Zarr reads a missing file as fill values, so a
