@@ -98,7 +98,7 @@ def train(
     val_batches = _fixed_batches(val_data, cfg) if val_data is not None else []
     rows, step, clock = [], 0, [0.0, 0]  # clock: seconds and frames spent training
     ckpt_path = out_dir / PROGRESS
-    run_config = {"model": model.cfg.model_dump(mode="json"), "seed": seed}
+    run_config = progress_identity(model.cfg, seed)
     set_aside_stale_progress(out_dir, run_config)
     if ckpt_path.exists():
         step, rows, clock = _resume(ckpt_path, model, opt, sched, train_data, dev)
@@ -131,18 +131,19 @@ def train(
         batch = _to(train_data.sample(cfg.batch_size), dev)
         with _autocast(dev):
             loss, logs = model.loss(batch)
-        if not math.isfinite(loss.item()):
-            raise diverged(f"the training loss became {loss.item()}")
+        loss_value = loss.item()  # one host sync each for the loss and the gradient norm
+        if not math.isfinite(loss_value):
+            raise diverged(f"the training loss became {loss_value}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        if not math.isfinite(float(grad_norm)):
-            raise diverged(f"the gradient norm became {float(grad_norm)}")
-        zero_grads = zero_grads + 1 if float(grad_norm) == 0 and loss.item() > 1e-6 else 0
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
+        if not math.isfinite(grad_norm):
+            raise diverged(f"the gradient norm became {grad_norm}")
+        zero_grads = zero_grads + 1 if grad_norm == 0 and loss_value > 1e-6 else 0
         if zero_grads >= STUCK_STEPS:
             raise diverged(
                 f"the gradient has been exactly 0 for {zero_grads} steps while the loss is "
-                f"{loss.item():.4g} (saturated outputs or dead units learn nothing)"
+                f"{loss_value:.4g} (saturated outputs or dead units learn nothing)"
             )
         opt.step()
         sched.step()
@@ -157,7 +158,7 @@ def train(
                 "train",
                 {
                     **logs,
-                    "grad_norm": float(grad_norm),
+                    "grad_norm": grad_norm,
                     "lr": sched.get_last_lr()[0],
                     "frames_per_s": fps,
                 },
@@ -227,7 +228,8 @@ def train_job(
         "env": data.attrs["env"],
     }
     params = {**resolved, "parameters": sum(p.numel() for p in model.parameters())}
-    set_aside_stale_progress(out_dir, {"model": resolved["model"], "seed": seed})
+    # Before the MLflow run is chosen: a stale progress.pt must not resume the old run either.
+    set_aside_stale_progress(out_dir, progress_identity(cfg, seed))
     tags = {"git_commit": tracking.git_commit(), "config_hash": tracking.config_hash(resolved)}
     resumes = (out_dir / PROGRESS).exists()
     with tracking.training_run(
@@ -283,6 +285,11 @@ def non_finite(model: ForwardModel) -> str | None:
             if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                 return f"{kind} {name}"
     return None
+
+
+def progress_identity(cfg: ModelConfig, seed: int) -> dict:
+    """What a progress checkpoint must have been made with to be resumed."""
+    return {"model": cfg.model_dump(mode="json"), "seed": seed}
 
 
 def set_aside_stale_progress(out_dir: str | Path, run_config: dict) -> Path | None:
