@@ -69,8 +69,8 @@ class ConvGRUResidual(FrameFed):
     def __init__(self, cfg: ConvGRUResidualConfig, frame_shape, n_actions, action_dim: int = 0):
         super().__init__(cfg, frame_shape, n_actions, action_dim)
         c, h, w = frame_shape
-        if h % SCALE or w % SCALE:
-            raise ValueError(f"conv_gru_residual needs frame sides divisible by 4, got {h}x{w}")
+        if why := cfg.frame_problem(h) or cfg.frame_problem(w):  # the rule config checks use
+            raise ValueError(f"conv_gru_residual {why}, got a {h}x{w} frame")
         ch = cfg.channels
 
         def down(c_in):  # two stride-2 convs: full -> 1/4 resolution
