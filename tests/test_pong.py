@@ -62,6 +62,23 @@ def test_paddles_move_one_pixel_per_action():
     np.testing.assert_allclose(env.paddles, top + [-1, 1])
 
 
+@pytest.mark.parametrize("size", [32, 40, 50, 64])
+def test_drawn_paddles_move_one_pixel_per_action(size):
+    """What the frames show: one row per move, every move (a half-pixel start drew 2-px jumps
+    every other move, a hidden sub-pixel position no model could read from the frames)."""
+    env = gym.make(PONG_ID, size=size).unwrapped
+    obs, _ = env.reset(seed=0)
+
+    def tops(frame):
+        left, right = frame[:, 0, 0] > 0, frame[:, -1, 0] > 0
+        return np.array([left.argmax(), right.argmax()])
+
+    start = tops(obs)
+    for t in range(1, 6):
+        obs, *_ = env.step(encode_action(-1, +1))  # left up, right down
+        np.testing.assert_array_equal(tops(obs), start + [-t, t])
+
+
 def test_ball_bounces_off_walls_and_episode_ends_past_a_paddle():
     env = gym.make(PONG_ID, size=32).unwrapped
     env.reset(seed=0)

@@ -259,7 +259,7 @@ def _paddle_tracks(g: _Pong, moves: np.ndarray) -> np.ndarray:
     """Paddle top edges (left, right) at every frame, with the env's float arithmetic."""
     e, steps, _ = moves.shape
     out = np.empty((e, steps + 1, 2))
-    cur = np.full((e, 2), (g.size - g.ph) / 2)
+    cur = np.full((e, 2), float((g.size - g.ph) // 2))  # the env's reset
     out[:, 0] = cur
     lim = g.size - g.ph
     for t in range(steps):

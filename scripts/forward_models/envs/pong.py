@@ -78,7 +78,10 @@ class TwoPlayerPong(gym.Env):
         else:
             self.heading = float(self.fixed_heading)
         self.vel = self.speed * np.array([math.cos(self.heading), math.sin(self.heading)])
-        top = (self.size - self.ph) / 2
+        # A whole-pixel start: from a half-pixel one (an odd paddle on an even board) a paddle
+        # moving 1 px per tick was drawn with round-half-to-even, jumping 2 px every other move,
+        # a sub-pixel position the frames could not show.
+        top = float((self.size - self.ph) // 2)
         self.paddles = np.array([top, top], dtype=np.float64)  # left, right top edges
         return self._observe(), self._info()
 
