@@ -1,6 +1,11 @@
-"""Every rule's conda env pins the same versions as pyproject.toml."""
+"""Every rule's conda env pins the same versions as pyproject.toml, lists what its rules import,
+and (built as a venv from exactly its pip list, as conda would install it) imports them."""
 
+import hashlib
+import os
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -81,7 +86,12 @@ def imports_of(path: Path) -> set[str]:
 
 def reached(script: Path) -> set[str]:
     """Top-level third-party modules a rule script reaches through the package."""
-    seen, todo, third = set(), [script], set()
+    return reached_modules(script)[0]
+
+
+def reached_modules(script: Path) -> tuple[set[str], set[str]]:
+    """(top-level third-party modules, package modules) a rule script reaches."""
+    seen, todo, third, own = set(), [script], set(), set()
     while todo:
         path = todo.pop()
         if path in seen:
@@ -93,6 +103,7 @@ def reached(script: Path) -> set[str]:
             top = name.split(".")[0]
             if top in ("forward_models", "_rule"):
                 base = SCRIPTS / Path(*name.split("."))
+                own |= {name} if base.with_suffix(".py").exists() or base.is_dir() else set()
                 todo += [p for p in (base.with_suffix(".py"), base / "__init__.py") if p.exists()]
                 parent = base.parent / "__init__.py"
                 todo += [parent] if parent.exists() else []
@@ -101,12 +112,10 @@ def reached(script: Path) -> set[str]:
             elif top == "snakemake":  # _rule's standalone branch runs in snakemake's own env
                 continue
             else:
-                import sys
-
                 assert top in sys.stdlib_module_names or top == "__future__", (
                     f"{path} imports {top}: add it to PIP_NAME"
                 )
-    return third
+    return third, own
 
 
 def rule_envs() -> list[tuple[str, str, str]]:
@@ -127,3 +136,57 @@ def test_each_env_file_lists_what_its_rules_import(rule, env, script):
     listed = set(pins(next(d["pip"] for d in deps if isinstance(d, dict))))
     needed = {PIP_NAME[m] for m in reached(SCRIPTS / script)} | IMPLICIT.get(env, set())
     assert needed <= listed, f"envs/{env}.yaml lacks {sorted(needed - listed)} for rule {rule}"
+
+
+def env_pip_list(env: str) -> list[str]:
+    deps = yaml.safe_load((ROOT / "envs" / f"{env}.yaml").read_text())["dependencies"]
+    return next(d["pip"] for d in deps if isinstance(d, dict))
+
+
+ENV_VENVS = Path(os.environ.get("FM_ENV_VENVS", ROOT / ".venv-envs"))
+
+
+def env_venv(env: str) -> Path:
+    """A venv built from exactly ``envs/<env>.yaml``'s pip list (cached by the list's hash).
+
+    Conda channels are unreachable here, but every dependency of these env files is a pip
+    package, so this installs what ``--use-conda`` would, minus the interpreter. pip's cache
+    and the local wheels reuse the one torch wheel for all of them."""
+    reqs = env_pip_list(env)
+    digest = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:12]
+    venv = ENV_VENVS / f"{env}-{digest}"
+    python = venv / "bin" / "python"
+    if not (venv / "complete").exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q", "--no-input", *reqs]
+        done = subprocess.run(pip, capture_output=True, text=True)
+        assert done.returncode == 0, f"envs/{env}.yaml does not install:\n{done.stderr[-3000:]}"
+        (venv / "complete").touch()
+    return python
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env", sorted(p.stem for p in (ROOT / "envs").glob("*.yaml")))
+def test_env_file_builds_and_runs_its_rules_imports(env):
+    """Every module each rule of this env reaches imports in a venv holding only the env file's
+    packages (no system site-packages, no project install: Snakemake puts scripts/ on the
+    path), with the implicit ones pandas needs by name."""
+    python = env_venv(env)
+    scripts = [script for _, e, script in rule_envs() if e == env]
+    assert scripts, f"no rule uses envs/{env}.yaml"
+    third, own = set(), set()
+    for script in scripts:
+        t, o = reached_modules(SCRIPTS / script)
+        third, own = third | t, own | o
+    modules = sorted(third | own | IMPLICIT.get(env, set()))
+    code = "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)"
+    done = subprocess.run(
+        [str(python), "-c", code, *modules],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SCRIPTS), "MPLBACKEND": "Agg"},
+    )
+    assert done.returncode == 0, (
+        f"envs/{env}.yaml's venv cannot import what its rules use ({', '.join(scripts)}):\n"
+        f"{done.stderr[-2000:]}"
+    )
