@@ -22,7 +22,9 @@ def main(snakemake):
     torch.set_num_threads(snakemake.threads)
     model = models.load(i.checkpoint, map_location=pick_device(p.device))
     labels = {"env": wc.env, "model": wc.model, "seed": int(wc.seed)}
-    table, examples = evaluate(model, open_rollouts(i.rollouts), ev.horizon, ev.episodes, labels)
+    table, examples = evaluate(
+        model, open_rollouts(i.rollouts, p.verify), ev.horizon, ev.episodes, labels
+    )
     table.to_parquet(o.metrics, index=False)
     np.savez_compressed(o.examples, **examples)
     mean = table[table["metric"] == "mse"].groupby("predictor")["value"].mean()

@@ -24,6 +24,7 @@ def main(snakemake):
         p.device,
         p.progress,
         p.horizon,
+        p.verify,
     )
 
 

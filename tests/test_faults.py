@@ -248,3 +248,54 @@ def test_verify_decodes_everything_and_names_a_damaged_file(store, tmp_path, dam
 def test_verify_passes_an_intact_store(store):
     proc = cli("inspect", "--verify", str(store.path))
     tally(proc.returncode == 0 and "files decode, shard checksums match" in proc.stdout)
+
+
+BROKEN_YAML = "seeds: [0, 1\nmodels: {}\n"  # an unclosed list: the error is on line 2
+
+
+def test_a_yaml_syntax_error_in_the_workflow_config_names_file_and_line(tmp_path):
+    from test_workflow import scratch_repo, snakemake
+
+    repo = scratch_repo(tmp_path)
+    (repo / "config/config.yaml").write_text(BROKEN_YAML)
+    proc = snakemake(repo, "-n", check=False)
+    out = proc.stdout + proc.stderr
+    tally(proc.returncode != 0 and "config/config.yaml: YAML syntax error at line 2" in out)
+
+
+def test_a_yaml_syntax_error_in_an_overlay_or_preset_names_file_and_line(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text(BROKEN_YAML)
+    proc = cli("check-config", str(overlay))
+    tally(
+        proc.returncode == 2
+        and proc.stderr.count("\n") == 1
+        and f"{overlay}: YAML syntax error at line 2, column 7" in proc.stderr
+    )
+    presets = tmp_path / "models"
+    presets.mkdir()
+    (presets / "mine.yaml").write_text("arch: rnn_dense\n  hidden: 3\n")
+    with pytest.raises(ValueError, match=r"mine.yaml: YAML syntax error at line 2") as err:
+        config.load({"models": {"m": {"preset": "mine"}}}, presets)
+    tally("mine.yaml" in str(err.value))
+
+
+def test_with_verify_stores_a_reading_rule_refuses_a_damaged_store_naming_the_file(tmp_path):
+    from test_workflow import scratch_repo, snakemake
+
+    repo = scratch_repo(tmp_path)
+    snakemake(repo, "results/rollouts/pong/train.zarr", "--configfile", "config/test.yaml")
+    shard = repo / "results/rollouts/pong/train.zarr/data/obs/c.0.0.0.0"
+    blob = bytearray(shard.read_bytes())
+    blob[-10] ^= 0x01  # inside the shard index: every file stays, the checksum breaks
+    shard.write_bytes(bytes(blob))
+    target = "results/models/pong/copy_last/seed0/checkpoint.pt"
+    proc = snakemake(
+        repo, target, "--configfile", "config/test.yaml", "--config", "verify_stores=true",
+        check=False,
+    )  # fmt: skip
+    log = "".join(p.read_text() for p in (repo / "results/logs/train").rglob("*.log"))
+    tally(
+        proc.returncode != 0 and "data/obs file data/obs/c.0.0.0.0 does not decode" in log,
+        silent=proc.returncode == 0,
+    )

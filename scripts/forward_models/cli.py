@@ -76,9 +76,9 @@ def cmd_inspect(args) -> None:
 
     r = open_rollouts(args.store)
     if args.verify:
-        from forward_models.data.zarr_store import verify
+        from forward_models.data.zarr_store import verify_store
 
-        print(f"verified   {verify(r)} files decode, shard checksums match")
+        print(f"verified   {verify_store(r)} files decode, shard checksums match")
     steps = r.lengths - 1
     action = r.array("action")[:]
     a = r.attrs
@@ -127,6 +127,15 @@ def cmd_play(args) -> None:
     print(f"played {len(frames)} steps" + (f", recorded {args.record}" if args.record else ""))
 
 
+def cmd_check_config(args) -> None:
+    from forward_models import config
+
+    files = ([] if args.replace else ["config/config.yaml"]) + args.files
+    cfg = config.load_yaml(*files)
+    runs = sum(len(cfg.models_for(env)) for env in cfg.envs) * len(cfg.seeds)
+    print(f"{' + '.join(files)}: valid; {len(cfg.envs)} envs, {runs} model runs")
+
+
 def cmd_check_report(args) -> None:
     from forward_models.report_check import check_report
 
@@ -160,6 +169,17 @@ def main(argv=None) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the true env's first precondition")
     p.set_defaults(fn=cmd_play)
+    p = sub.add_parser(
+        "check-config",
+        help="validate config files as the workflow would (syntax errors name file and line)",
+    )
+    p.add_argument("files", nargs="*", help="overlays, as given to snakemake --configfile")
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="as --replace-workflow-config: the files alone, without config/config.yaml",
+    )
+    p.set_defaults(fn=cmd_check_config)
     p = sub.add_parser("check-report", help="open a Snakemake HTML report in headless Chromium")
     p.add_argument("report")
     p.add_argument("--screenshot", help="save a screenshot of the report here")

@@ -143,6 +143,10 @@ class ExperimentBase(Strict):
     """Torch device for training and evaluation: auto (CUDA when present), cpu or cuda."""
     progress: bool = True
     """Show progress bars in job logs."""
+    verify_stores: bool = False
+    """Jobs that read a rollout store (train, evaluate) first decode all of it and check its
+    shard checksums, failing with the array and file of any damage (the cost of one full read).
+    Without it, opening a store still checks that every file is there with a plausible size."""
     tiny: bool = False
     """Debug overlay: cap every model's sizes at its family's ``TINY`` values and its training
     at a few steps on short windows (``config/test.yaml`` sets it; the tests run it)."""
@@ -266,10 +270,34 @@ def resolve_presets(config: dict, presets_dir: str | Path) -> dict:
             raise ValueError(
                 f"models.{name}.preset: no preset {entry['preset']!r} in {presets_dir}; known: {known}"
             )
-        merged = yaml.safe_load(path.read_text())
+        merged = read_yaml(path)
         deep_merge(merged, {k: v for k, v in entry.items() if k != "preset"})
         out["models"][name] = merged
     return out
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from ``path``; a syntax error names the file, line and column (Snakemake's
+    own message for a config file names neither)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.MarkedYAMLError as exc:
+
+        def at(mark) -> str:
+            return f"line {mark.line + 1}, column {mark.column + 1}"
+
+        mark, ctx = exc.problem_mark, exc.context_mark
+        where = at(mark) if mark else at(ctx) if ctx else "an unknown place"
+        what = exc.problem or "unreadable YAML"
+        if exc.context and ctx:
+            what += f" ({exc.context} at {at(ctx)})"
+        raise ValueError(f"{path}: YAML syntax error at {where}: {what}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of keys at the top level, got {data!r:.60}")
+    return data
 
 
 def deep_merge(base: dict, over: dict) -> None:
@@ -320,7 +348,7 @@ def load_yaml(*paths: str | Path) -> ExperimentBase:
     presets are read from ``models/`` beside the first file."""
     merged: dict = {}
     for path in paths:
-        deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
+        deep_merge(merged, read_yaml(path))
     return load(merged, Path(paths[0]).parent / "models")
 
 

@@ -207,12 +207,14 @@ def train_job(
     device: str = "auto",
     progress: bool = True,
     horizon: int = 32,
+    verify: bool = False,
 ) -> None:
     """The train job: one model on one store and seed, tracked in MLflow; writes ``out``'s
     ``checkpoint``, ``config`` (the resolved config), ``train_log`` and ``run_id``. The
-    open-loop error over ``horizon`` steps on a few validation episodes is logged as it trains."""
+    open-loop error over ``horizon`` steps on a few validation episodes is logged as it trains;
+    ``verify`` decodes the whole store first (:func:`~forward_models.data.zarr_store.verify_store`)."""
     out_dir = Path(out["checkpoint"]).parent
-    data = open_rollouts(rollouts)
+    data = open_rollouts(rollouts, verify)
     tcfg = cfg.train
     train_ids, val_ids = split_episodes(data.n_episodes, tcfg.val_fraction, seed)
     train_data = WindowSampler(data, tcfg.seq_len, train_ids, seed=seed)

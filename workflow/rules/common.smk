@@ -11,6 +11,19 @@ min_version("9.0")
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from forward_models import config as fm_config  # noqa: E402
 
+# Snakemake reports a YAML syntax error in a config file naming neither the file nor the line:
+# read the workflow's own config first. (A broken --configfile stops Snakemake before this
+# runs; `forward-models check-config FILE` names its line.)
+try:
+    if Path("config/config.yaml").exists():
+        fm_config.read_yaml("config/config.yaml")
+except ValueError as exc:
+    raise WorkflowError(str(exc)) from None
+
+
+configfile: "config/config.yaml"
+
+
 # One validator, the typed config (pydantic only: no torch here); its classes travel to the jobs
 # as params, and each rule script rebuilds them at its first line.
 try:

@@ -21,6 +21,7 @@ rule evaluate:
         evaluation=CFG.evaluation.model_dump(),
         mlflow=CFG.mlflow.model_dump(),
         device=CFG.device,
+        verify=CFG.verify_stores,
     script:
         "../../scripts/evaluate.py"
 

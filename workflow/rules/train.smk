@@ -37,5 +37,6 @@ rule train:
         device=CFG.device,
         progress=CFG.progress,
         horizon=CFG.evaluation.horizon,
+        verify=CFG.verify_stores,
     script:
         "../../scripts/train.py"

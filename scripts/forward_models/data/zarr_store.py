@@ -249,8 +249,11 @@ def dead_partials(path: Path) -> list[Path]:
     return sorted(out)
 
 
-def open_rollouts(path: str | os.PathLike) -> Rollouts:
-    """Open and validate a store; :class:`StoreError` names the array and the problem."""
+def open_rollouts(path: str | os.PathLike, verify: bool = False) -> Rollouts:
+    """Open and validate a store; :class:`StoreError` names the array and the problem.
+
+    Opening proves every chunk and shard file is there with a plausible size; ``verify`` also
+    decodes everything and checks the shard checksums (:func:`verify_store`)."""
     path = Path(path)
     if not (path / "zarr.json").is_file():
         partial = sorted(path.parent.glob(f"{path.name}.partial-*")) if path.parent.exists() else []
@@ -299,10 +302,13 @@ def open_rollouts(path: str | os.PathLike) -> Rollouts:
     if ends[-1] != n:
         raise StoreError(f"{path}: meta/episode_ends ends at {ends[-1]} but data/obs has {n} rows")
     check_files(path, group)
-    return Rollouts(path, group, ends.astype(np.int64))
+    rollouts = Rollouts(path, group, ends.astype(np.int64))
+    if verify:
+        verify_store(rollouts)
+    return rollouts
 
 
-def verify(rollouts: Rollouts) -> int:
+def verify_store(rollouts: Rollouts) -> int:
     """Decode every chunk of every array, shard by shard, checking the shard indexes' crc32c
     checksums; returns the number of files read. Errors name the array and the file."""
     files = 0
