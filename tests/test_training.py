@@ -33,14 +33,14 @@ def store(
     )
 
 
-def run(store, out, on_log=None):
+def run(store, out, on_log=None, cfg=TRAIN):
     torch.manual_seed(0)
     model = models.build(CFG, store.frame_shape, store.n_actions)
     log = train(
         model,
         WindowSampler(store, 8, seed=0),
         WindowSampler(store, 8, seed=1),
-        TRAIN,
+        cfg,
         out,
         seed=0,
         device="cpu",
@@ -55,6 +55,14 @@ def test_log_has_train_and_validation_losses(store, tmp_path):
     assert set(log["split"]) == {"train", "val"}
     losses = log[(log.split == "train") & (log.metric == "loss")]
     assert losses["step"].tolist() == [5, 10, 15, 20] and np.isfinite(losses["value"]).all()
+
+
+def test_cosine_schedule_falls_from_lr_to_zero_at_the_last_step(store, tmp_path):
+    cfg = TRAIN.model_copy(update={"lr_schedule": "cosine", "lr": 0.01})
+    _, log = run(store, tmp_path, cfg=cfg)
+    lr = log[log.metric == "lr"].set_index("step")["value"]
+    assert lr.is_monotonic_decreasing and lr.iloc[0] < 0.01 and lr.loc[20] == pytest.approx(0)
+    assert lr.loc[10] == pytest.approx(0.005)  # half way: half the lr
 
 
 def test_killed_job_resumes_to_identical_weights(store, tmp_path):

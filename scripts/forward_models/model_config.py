@@ -7,6 +7,7 @@ classes without running the torch half of the file.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -29,6 +30,16 @@ class TrainConfig(Strict):
     """Adam learning rate."""
     lr_decay_every: int = Field(15000, ge=1)
     """Step decay as in the thesis: lr / (step // lr_decay_every + 1)."""
+    lr_schedule: Literal["step", "cosine"] = "step"
+    """``step``: the thesis' step decay (``lr_decay_every``). ``cosine``: from ``lr`` down to 0
+    at ``steps`` along a half cosine, which ends a short budget on settled weights."""
+
+    def lr_factor(self, step: int) -> float:
+        """The learning rate at ``step`` as a multiple of ``lr``."""
+        if self.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(step / max(self.steps, 1), 1.0)))
+        return 1.0 / (step // self.lr_decay_every + 1)
+
     grad_clip: float = Field(1.0, gt=0)
     """Clip the global gradient norm to this value."""
     loss: Literal["bce", "mse"] = "bce"

@@ -94,7 +94,7 @@ def train(
     if not model.trainable:
         return pd.DataFrame(columns=["step", "split", "metric", "value"])
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (s // cfg.lr_decay_every + 1))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cfg.lr_factor(s))
     val_batches = _fixed_batches(val_data, cfg) if val_data is not None else []
     rows, step, clock = [], 0, [0.0, 0]  # clock: seconds and frames spent training
     ckpt_path = out_dir / PROGRESS
