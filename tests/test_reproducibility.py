@@ -127,6 +127,7 @@ def test_same_config_and_seed_give_byte_identical_checkpoints(tmp_path, pong_spe
                 device="cpu",
                 progress=False,
                 horizon=4,
+                verify=False,
             ),
         )
         train.main(job)

@@ -95,7 +95,7 @@ def test_non_finite_loss_stops_with_a_clear_error(store, tmp_path, monkeypatch):
 
     monkeypatch.setattr(model, "loss", poisoned)
     with pytest.raises(
-        NonFiniteLossError, match=r"loss became nan at step 13.*checkpoint \(step 10\)"
+        NonFiniteLossError, match=r"loss became non-finite at step 13.*checkpoint \(step 10\)"
     ):
         train(model, WindowSampler(store, 8), None, TRAIN, tmp_path, device="cpu", progress=False)
     assert torch.load(tmp_path / PROGRESS, weights_only=True)["step"] == 10  # last good one kept

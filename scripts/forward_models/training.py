@@ -9,7 +9,6 @@ error that names the step and keeps the last good progress checkpoint.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,9 +101,8 @@ def train(
     set_aside_stale_progress(out_dir, run_config)
     if ckpt_path.exists():
         step, rows, clock = _resume(ckpt_path, model, opt, sched, train_data, dev)
-    zero_grads = 0
 
-    def diverged(what: str) -> TrainingDiverged:
+    def diverged(what: str, at: int) -> TrainingDiverged:
         last = torch.load(ckpt_path, weights_only=True)["step"] if ckpt_path.exists() else 0
         kept = (
             f"The last good checkpoint (step {last}) is kept in {ckpt_path}"
@@ -112,7 +110,7 @@ def train(
             else "No progress checkpoint had been written yet"
         )
         return TrainingDiverged(
-            f"training diverged: {what} at step {step + 1}, with lr {sched.get_last_lr()[0]:g} "
+            f"training diverged: {what} at step {at}, with lr {cfg.lr * cfg.lr_factor(at - 1):g} "
             f"in force; stopped. {kept}. Try a lower lr (now {cfg.lr:g}) or grad_clip (now "
             f"{cfg.grad_clip:g}); a changed config does not resume it (it is moved aside)."
         )
@@ -125,45 +123,43 @@ def train(
             on_log(step, {f"{split}/{k}": v for k, v in logs.items()})
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", mininterval=2)
-    t0, frames = time.perf_counter(), 0
+    health, p = Health(dev), model.cfg.precondition
+    # Training time excludes validation and checkpoints (``aside``): error against compute.
+    t0, aside, resumed = time.perf_counter(), 0.0, list(clock)
+    frames = torch.zeros((), dtype=torch.long, device=dev)  # since this (re)start
     while step < cfg.steps:
-        tick = time.perf_counter()
         batch = _to(train_data.sample(cfg.batch_size), dev)
         with _autocast(dev):
             loss, logs = model.loss(batch)
-        loss_value = loss.item()  # one host sync each for the loss and the gradient norm
-        if not math.isfinite(loss_value):
-            raise diverged(f"the training loss became {loss_value}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
-        if not math.isfinite(grad_norm):
-            raise diverged(f"the gradient norm became {grad_norm}")
-        zero_grads = zero_grads + 1 if grad_norm == 0 and loss_value > 1e-6 else 0
-        if zero_grads >= STUCK_STEPS:
-            raise diverged(
-                f"the gradient has been exactly 0 for {zero_grads} steps while the loss is "
-                f"{loss_value:.4g} (saturated outputs or dead units learn nothing)"
-            )
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        health.update(step + 1, loss.detach(), grad_norm)  # on the device: no wait here
         opt.step()
         sched.step()
         step += 1
-        seen = int(batch["mask"][:, model.cfg.precondition :].sum())
-        frames += seen
-        clock = [clock[0] + time.perf_counter() - tick, clock[1] + seen]
+        frames += batch["mask"][:, p:].sum()
         bar.update(1)
+        due = step == cfg.steps or step % cfg.checkpoint_every == 0
+        if step % cfg.log_every == 0 or due or (val_batches and step % cfg.val_every == 0):
+            if why := health.problem():  # the one host sync, every log_every steps
+                raise diverged(*why)
+            seen, busy = int(frames), time.perf_counter() - t0 - aside
+            clock = [resumed[0] + busy, resumed[1] + seen]
         if step % cfg.log_every == 0 or step == cfg.steps:
-            fps = frames / (time.perf_counter() - t0)
+            fps = seen / busy
+            train_logs = {k: float(v) for k, v in logs.items()}
             log(
                 "train",
                 {
-                    **logs,
-                    "grad_norm": grad_norm,
+                    **train_logs,
+                    "grad_norm": float(grad_norm),
                     "lr": sched.get_last_lr()[0],
                     "frames_per_s": fps,
                 },
             )
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", fps=f"{fps:.0f}")
+            bar.set_postfix(loss=f"{train_logs['loss']:.4f}", fps=f"{fps:.0f}")
+        tick = time.perf_counter()
         if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
             logs = {"loss": validation_loss(model, val_batches, dev)}
             if probe is not None:
@@ -172,12 +168,12 @@ def train(
             log("val", logs)
         if step % cfg.checkpoint_every == 0 and step < cfg.steps:
             if bad := non_finite(model):
-                step -= 1  # the message counts the step that made it
-                raise diverged(f"{bad} became non-finite")
+                raise diverged(f"{bad} became non-finite", step)
             _save_progress(ckpt_path, model, opt, sched, train_data, step, rows, clock, run_config)
+        aside += time.perf_counter() - tick
     bar.close()
     if bad := non_finite(model):
-        raise diverged(f"{bad} became non-finite")
+        raise diverged(f"{bad} became non-finite", step)
     model.eval()
     return pd.DataFrame(rows, columns=["step", "split", "metric", "value"])
 
@@ -277,6 +273,45 @@ def _fixed_batches(data: WindowSampler, cfg: TrainConfig) -> list[dict]:
         return [data.sample(cfg.batch_size) for _ in range(cfg.val_batches)]
     finally:
         data.rng = keep
+
+
+class Health:
+    """What would stop training, tracked on the device so that no step waits for it: the first
+    step whose loss or gradient norm was non-finite, and runs of exactly-zero gradients while
+    the loss is not ~0. :meth:`problem` reads it (one host sync) when the loop logs."""
+
+    def __init__(self, device):
+        zero = torch.zeros((), dtype=torch.long, device=device)
+        self.bad_loss, self.bad_grad, self.zero_run, self.stuck = zero, zero, zero, zero
+        self.loss = torch.zeros((), device=device)
+
+    def update(self, step: int, loss: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        loss, grad_norm = loss.float(), grad_norm.float()
+
+        def first(at: torch.Tensor, now: torch.Tensor) -> torch.Tensor:
+            return torch.where((at == 0) & now, step, at)
+
+        self.bad_loss = first(self.bad_loss, ~torch.isfinite(loss))
+        self.bad_grad = first(self.bad_grad, ~torch.isfinite(grad_norm))
+        zero = (grad_norm == 0) & (loss > 1e-6)
+        self.zero_run = torch.where(zero, self.zero_run + 1, 0)
+        self.stuck = first(self.stuck, self.zero_run >= STUCK_STEPS)
+        self.loss = torch.where(self.stuck == step, loss, self.loss)
+
+    def problem(self) -> tuple[str, int] | None:
+        """(what went wrong first, its step), or None."""
+        bad_loss, bad_grad, stuck = (int(t) for t in (self.bad_loss, self.bad_grad, self.stuck))
+        if bad_loss and (not bad_grad or bad_loss <= bad_grad):
+            return "the training loss became non-finite", bad_loss
+        if bad_grad:
+            return "the gradient norm became non-finite", bad_grad
+        if stuck:
+            return (
+                f"the gradient had been exactly 0 for {STUCK_STEPS} steps while the loss was "
+                f"{float(self.loss):.4g} (saturated outputs or dead units learn nothing)",
+                stuck,
+            )
+        return None
 
 
 def non_finite(model: ForwardModel) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from forward_models.families import arch_of
@@ -66,11 +65,13 @@ class ForwardModel(nn.Module):
         context, actions, _, _ = split_window(batch, precondition)
         return self.rollout(context, actions)
 
-    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``(loss, logs)``: the logs are detached tensors, read on the host only when the
+        training loop logs (a ``.item()`` per step would wait for the device every step)."""
         context, actions, target, mask = split_window(batch, self.cfg.precondition)
         pred = self.rollout(context, actions)
         loss = masked_loss(pred, target, mask, self.cfg.train.loss)
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
     def one_step(self, context, actions, target) -> torch.Tensor | None:
         """Teacher-forced predictions (every step reads the true previous frame), for families
@@ -96,9 +97,10 @@ def split_window(batch: dict[str, torch.Tensor], precondition: int):
 def masked_loss(pred, target, mask, kind: str = "bce") -> torch.Tensor:
     """Per-pixel loss averaged over the steps where ``mask`` (B, T) is true."""
     if kind == "bce":
-        per_px = F.binary_cross_entropy(
-            pred.float().clamp(1e-6, 1 - 1e-6), target, reduction="none"
-        )
+        # Written out rather than F.binary_cross_entropy, which stops on a NaN input (a device
+        # assert on CUDA): a non-finite step must reach the training loop's divergence check.
+        p = pred.float().clamp(1e-6, 1 - 1e-6)
+        per_px = -(target * torch.log(p) + (1 - target) * torch.log1p(-p))
     else:
         per_px = (pred.float() - target) ** 2
     per_step = per_px.flatten(2).mean(-1)

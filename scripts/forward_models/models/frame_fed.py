@@ -25,7 +25,7 @@ class FrameFed(ForwardModel):
         else:
             pred = self.rollout(context, actions)
         loss = masked_loss(pred, target, mask, self.cfg.train.loss)
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
     def one_step(self, context, actions, target):
         return self.teacher_forced(context, actions, target)
