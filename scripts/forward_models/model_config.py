@@ -54,6 +54,15 @@ class TrainConfig(Strict):
     """Steps between logged training losses."""
     checkpoint_every: int = Field(250, ge=1)
     """Steps between resume checkpoints (a killed job continues from the last one)."""
+    precision: Literal["auto", "fp32", "tf32", "bf16"] = "auto"
+    """Arithmetic of the training step. ``fp32``; ``tf32``: fp32 with TF32 matmuls and convs
+    on CUDA (Ampere and later); ``bf16``: bf16 autocast (on the CPU too); ``auto``: ``bf16``
+    on CUDA, ``fp32`` elsewhere. Small models are launch-bound on a GPU, where bf16 gains
+    little; ``bench/train.py`` measures it."""
+    compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
+    """``torch.compile`` the training step's loss with this mode (``reduce-overhead`` captures
+    CUDA graphs: fewest launches for small models). The first steps compile (seconds to
+    minutes); evaluation stays eager. Needs a C++ compiler on the CPU."""
 
 
 # The debug overlay (``tiny: true``) trains every model this briefly on short windows.

@@ -21,7 +21,12 @@ from tqdm import tqdm
 
 from forward_models import models, tracking
 from forward_models.config import MlflowConfig
-from forward_models.data.windows import WindowSampler, split_episodes
+from forward_models.data.windows import (
+    DeviceWindows,
+    WindowSampler,
+    fits_on_device,
+    split_episodes,
+)
 from forward_models.data.zarr_store import open_rollouts
 from forward_models.model_config import ModelConfig, TrainConfig
 from forward_models.models.base import ForwardModel
@@ -44,19 +49,33 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def autocast(device: torch.device, precision: str = "auto"):
+    """The training step's arithmetic (:attr:`TrainConfig.precision`) as a context manager."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
+def set_matmul_precision(device: torch.device, precision: str) -> None:
+    """TF32 for CUDA matmuls and convs with ``tf32``; exact fp32 otherwise."""
+    if device.type == "cuda":
+        tf32 = precision == "tf32"
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def compiled_loss(model: ForwardModel, mode: str):
+    """``model.loss``, through ``torch.compile`` unless ``mode`` is ``none``."""
+    return model.loss if mode == "none" else torch.compile(model.loss, mode=mode)
+
+
 @torch.no_grad()
-def validation_loss(model: ForwardModel, batches: list[dict], device) -> float:
+def validation_loss(model: ForwardModel, batches: list[dict], device, precision="auto") -> float:
     was_training = model.training
     model.eval()  # the thesis validated in train mode (BN/dropout live): not here
     losses = []
     for batch in batches:
-        with _autocast(device):
+        with autocast(device, precision):
             loss, _ = model.loss(_to(batch, device))
         losses.append(loss.item())
     model.train(was_training)
@@ -124,13 +143,15 @@ def train(
 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, unit="step", mininterval=2)
     health, p = Health(dev), model.cfg.precondition
+    set_matmul_precision(dev, cfg.precision)
+    loss_fn = compiled_loss(model, cfg.compile)
     # Training time excludes validation and checkpoints (``aside``): error against compute.
     t0, aside, resumed = time.perf_counter(), 0.0, list(clock)
     frames = torch.zeros((), dtype=torch.long, device=dev)  # since this (re)start
     while step < cfg.steps:
         batch = _to(train_data.sample(cfg.batch_size), dev)
-        with _autocast(dev):
-            loss, logs = model.loss(batch)
+        with autocast(dev, cfg.precision):
+            loss, logs = loss_fn(batch)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -161,7 +182,7 @@ def train(
             bar.set_postfix(loss=f"{train_logs['loss']:.4f}", fps=f"{fps:.0f}")
         tick = time.perf_counter()
         if val_batches and (step % cfg.val_every == 0 or step == cfg.steps):
-            logs = {"loss": validation_loss(model, val_batches, dev)}
+            logs = {"loss": validation_loss(model, val_batches, dev, cfg.precision)}
             if probe is not None:
                 logs |= {"open_loop_mse": open_loop_mse(model, probe, dev)}
                 logs |= {"seconds": clock[0], "frames": float(clock[1])}
@@ -176,6 +197,15 @@ def train(
         raise diverged(f"{bad} became non-finite", step)
     model.eval()
     return pd.DataFrame(rows, columns=["step", "split", "metric", "value"])
+
+
+def sampler(data, length: int, episodes, seed: int, device: torch.device) -> WindowSampler:
+    """Training windows: gathered on the device when the store fits there (half its free
+    memory, :func:`~forward_models.data.windows.fits_on_device`), else on the host and copied
+    per batch. Both draw the same windows for the same seed."""
+    if fits_on_device(data, device):
+        return DeviceWindows(data, length, episodes, seed, device)
+    return WindowSampler(data, length, episodes, seed=seed)
 
 
 PROBE_EPISODES = 16  # validation episodes whose open-loop error is tracked during training
@@ -213,7 +243,7 @@ def train_job(
     data = open_rollouts(rollouts, verify)
     tcfg = cfg.train
     train_ids, val_ids = split_episodes(data.n_episodes, tcfg.val_fraction, seed)
-    train_data = WindowSampler(data, tcfg.seq_len, train_ids, seed=seed)
+    train_data = sampler(data, tcfg.seq_len, train_ids, seed, pick_device(device))
     val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed=seed) if len(val_ids) else None
     probe = probe_windows(data, val_ids, cfg.precondition, horizon)
     torch.manual_seed(seed)
