@@ -232,3 +232,33 @@ def test_mean_frame_learns_the_mean_training_frame(tmp_path, pong_spec):
     torch.testing.assert_close(m.mean, torch.from_numpy(expected).float())
     out = m.rollout(torch.zeros(2, 3, *store.frame_shape), torch.zeros(2, 4, dtype=torch.long))
     assert out.shape == (2, 4, *store.frame_shape) and torch.equal(out[1, 3], m.mean)
+
+
+def test_transport_head_copies_any_pixel_value_exactly_where_the_logit_head_drifts():
+    """conv_gru_residual's ``transport`` head makes each pixel a convex mix of its neighbourhood:
+    its copy (all weight on the centre, no drawn pixels) holds mid-tones for any horizon, where
+    the ``logit`` head's copy, ``sigmoid(gain * (2 * frame - 1))``, pushes them to 0 or 1."""
+    torch.manual_seed(0)
+    context = torch.rand(2, 2, *FRAME) * 0.6 + 0.2  # mid-tones only
+    actions = torch.randint(0, 9, (2, 32))
+    drift = {}
+    for head in ("transport", "logit"):
+        model = small("conv_gru_residual", head=head)
+        with torch.no_grad():
+            if head == "transport":
+                net, k2 = model.head.net, model.cfg.kernel**2
+                net.weight.zero_()
+                net.bias.zero_()
+                net.bias[k2 // 2], net.bias[k2] = 50.0, -50.0  # centre weight 1, mask 0
+            else:
+                model.head.weight.zero_()
+                model.head.bias.zero_()  # delta = 0: the logit head's pure copy
+            pred = model.rollout(context, actions)
+        drift[head] = float((pred - context[:, -1:]).abs().max())
+    assert drift["transport"] < 1e-5
+    assert drift["logit"] > 0.1
+
+
+def test_transport_kernel_must_be_odd():
+    with pytest.raises(ValueError, match="kernel must be odd"):
+        small("conv_gru_residual", head="transport", kernel=4)

@@ -20,7 +20,8 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-from pydantic import Field
+import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import nn
 
 from forward_models.model_config import FrameFedConfig
@@ -57,6 +58,21 @@ class ConvGRUResidualConfig(FrameFedConfig):
     """Action embedding size, broadcast over the state map."""
     up: int = Field(4, ge=1)
     """Channels per full-resolution pixel after the pixel shuffle, read by the output conv."""
+    head: Literal["logit", "transport"] = "logit"
+    """How the next frame is made from the one read. ``logit``: a correction in logit space,
+    ``sigmoid(gain * (2 * frame - 1) + delta)`` (a copy only for pixels at 0 or 1).
+    ``transport``: every pixel is a softmax-weighted mix of its ``kernel`` x ``kernel``
+    neighbourhood in the frame (motion), blended by a predicted mask with newly drawn pixels;
+    the copy is exact for any pixel value, and the head also reads the last frame's change."""
+    kernel: int = Field(3, ge=1)
+    """Neighbourhood of the ``transport`` head: the largest motion per step it can carry is
+    ``kernel // 2`` pixels. Odd."""
+
+    @model_validator(mode="after")
+    def _odd_kernel(self):
+        if self.kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd (a centred neighbourhood), got {self.kernel}")
+        return self
 
     def frame_problem(self, size: int) -> str | None:
         return None if size % 4 == 0 else "needs a size divisible by 4 (its state is at 1/4)"
@@ -92,17 +108,54 @@ class ConvGRUResidual(FrameFed):
             nn.PixelShuffle(SCALE),
             nn.LeakyReLU(ACT),
         )
-        self.head = nn.Conv2d(cfg.up + c, c, 3, padding=1)
-        self.gain = nn.Parameter(torch.tensor(4.0))
+        if cfg.head == "logit":
+            self.head = nn.Conv2d(cfg.up + c, c, 3, padding=1)
+            self.gain = nn.Parameter(torch.tensor(4.0))
+        else:
+            self.head = TransportHead(cfg.up, c, cfg.kernel)
 
     def init_state(self, context):
-        return {"h": self.context(context.flatten(1, 2)), "frame": context[:, -1]}
+        prev = context[:, -2] if context.shape[1] > 1 else context[:, -1]
+        return {"h": self.context(context.flatten(1, 2)), "frame": context[:, -1], "prev": prev}
 
     def step(self, state, action):
         frame = state["frame"]
         feat = self.encode(frame)
         a = self.embed(action)[:, :, None, None].expand(-1, -1, *feat.shape[2:])
         h = self.cell(torch.cat([feat, a], 1), state["h"])
-        delta = self.head(torch.cat([self.lift(torch.cat([h, feat], 1)), frame], 1))
-        nxt = torch.sigmoid(self.gain * (2 * frame - 1) + delta)
-        return nxt, {"h": h, "frame": nxt}
+        up = self.lift(torch.cat([h, feat], 1))
+        if self.cfg.head == "logit":
+            delta = self.head(torch.cat([up, frame], 1))
+            nxt = torch.sigmoid(self.gain * (2 * frame - 1) + delta)
+        else:
+            nxt = self.head(up, frame, state["prev"])
+        return nxt, {"h": h, "frame": nxt, "prev": frame}
+
+
+class TransportHead(nn.Module):
+    """Next frame = (1 - m) * (each pixel's softmax-weighted neighbourhood) + m * drawn pixels.
+
+    A convex mix of the frame's own pixels, so the copy (the centre weight 1, m 0) is exact for
+    any pixel value and open-loop rollouts stay in [0, 1]; it starts near that copy. It reads
+    the features, the frame and the frame's last change (where things move, at full resolution).
+    """
+
+    def __init__(self, features: int, c: int, kernel: int):
+        super().__init__()
+        self.k, self.c = kernel, c
+        self.net = nn.Conv2d(features + 2 * c, kernel * kernel + 1 + c, 3, padding=1)
+        with torch.no_grad():
+            self.net.weight.mul_(0.1)
+            self.net.bias.zero_()
+            self.net.bias[kernel * kernel // 2] = 6.0  # the centre: start close to a copy
+            self.net.bias[kernel * kernel] = -6.0  # the mask: start drawing little
+
+    def forward(self, features, frame, prev):
+        b, c, h, w = frame.shape
+        out = self.net(torch.cat([features, frame, frame - prev], 1))
+        weights = out[:, : self.k**2].softmax(1)
+        mask = torch.sigmoid(out[:, self.k**2 : self.k**2 + 1])
+        drawn = torch.sigmoid(out[:, self.k**2 + 1 :])
+        patches = F.unfold(frame, self.k, padding=self.k // 2).view(b, c, self.k**2, h, w)
+        moved = (patches * weights[:, None]).sum(2)
+        return (1 - mask) * moved + mask * drawn
