@@ -69,11 +69,10 @@ def lines_by_env(
             style=style_col,
             col="env",
             kind="line",
-            errorbar=("pi", 100),
             height=3.6,
             aspect=1.3,
             facet_kws={"sharey": False},
-            **kw,
+            **({"errorbar": ("pi", 100)} | kw),
         )
         g.set_axis_labels(xlabel, ylabel)
         g.set_titles("{col_name}")
@@ -172,6 +171,9 @@ def error_vs_compute(logs: pd.DataFrame, summary: pd.DataFrame, out: str | Path,
         out,
         style,
         decorate=floor_line,
+        units="seed",  # one line per run: seeds reach a step at different seconds
+        estimator=None,
+        errorbar=None,
     )
 
 
