@@ -267,3 +267,32 @@ def test_report_renders_in_headless_chromium_with_every_figure(run):
     assert result["images"] >= 4  # error curve, training curves, strips, GIFs
     for category in ("Evaluation", "Rollouts", "Training"):
         assert category in result["text"]
+
+
+BEYOND_TINY = """
+tiny: true
+seeds: [0]
+progress: false
+envs:
+  boxing: {workers: 1, max_episode_steps: 30, splits: {train: {episodes: 4}, test: {episodes: 3}}}
+  pendulum: {workers: 1, max_episode_steps: 30, splits: {train: {episodes: 4}, test: {episodes: 3}}}
+evaluation: {horizon: 8, episodes: 3}
+"""
+
+
+def test_beyond_pong_runs_an_atari_game_and_a_continuous_action_env(tmp_path):
+    """config/beyond.yaml, tiny: mid-tone frames (ALE Boxing) and continuous actions
+    (Pendulum) through the whole DAG; neither has a floor, so no "x floor" is invented."""
+    repo = scratch_repo(tmp_path)
+    (repo / "tiny.yaml").write_text(BEYOND_TINY)
+    snakemake(repo, "--configfile", "config/beyond.yaml", "tiny.yaml", "--replace-workflow-config")
+    summary = pd.read_csv(repo / "results/eval/summary.csv")
+    models = {"conv_gru_residual", "conv_gru_transport", "copy_last", "mean_frame"}
+    for env in ("boxing", "pendulum"):
+        assert set(summary[summary.env == env]["model"]) == models, env
+    assert summary[summary.metric == "mse"]["mean"].between(0, 1).all()
+    board = (repo / "results/eval/leaderboard.md").read_text()
+    assert "boxing" in board and "pendulum" in board
+    for env in ("boxing", "pendulum"):
+        strip = repo / f"results/figures/{env}/conv_gru_transport/seed0/rollout_strip.png"
+        assert strip.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

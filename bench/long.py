@@ -1,0 +1,166 @@
+"""Error against compute for one model config on the default Pong: train for a wall-clock
+budget (``--clock``) and score the open-loop MSE on held-out episodes as a multiple of the floor's on the same
+windows ("x floor"), every ``--every`` seconds of training. One seed per process; run seeds side
+by side (one thread each) and read them together with ``--table``:
+
+    python bench/long.py config/models/conv_gru_residual.yaml --minutes 30 --seed 0 --out s0.jsonl
+    python bench/long.py --table s0.jsonl s1.jsonl s2.jsonl
+
+``--eval-seed 2`` scores on a dev split (for choosing settings), the default is the default
+config's test split. The training loop is the bench's (bench/models.py): each family's own
+``loss``, Adam, gradient clipping; ``lr_schedule: cosine`` runs over the time budget here.
+Each line of ``--out`` is one evaluation: steps, seconds, frames, x floor per horizon (1-32),
+the mean MSE over h=1-32 and its ratio to the floor's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from forward_models import models  # noqa: E402
+from forward_models.data.collect import collect  # noqa: E402
+from forward_models.data.windows import WindowSampler  # noqa: E402
+from forward_models.data.zarr_store import open_rollouts  # noqa: E402
+from forward_models.evaluation import eval_windows, predict, step_errors  # noqa: E402
+from models import PONG  # noqa: E402  (bench/models.py: the default env)
+
+HORIZON = 32
+SHOWN = (1, 2, 4, 8, 16, 32)
+
+
+def store(data: Path, split: str, episodes: int, seed: int):
+    path = data / f"{split}-seed{seed}.zarr"
+    if not (path / "zarr.json").exists():
+        collect(PONG, path, episodes, seed=seed, workers=1, progress=False)
+    return open_rollouts(path)
+
+
+def horizon_mse(model, batch, p: int) -> np.ndarray:
+    """Open-loop MSE at h = 1..HORIZON, averaged over the windows."""
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        err = step_errors(predict(model, batch, p), batch["obs"][:, p:])["mse"].mean(0)
+    model.train(was)
+    return np.asarray(err)
+
+
+def run(args) -> None:
+    torch.set_num_threads(args.threads)
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    data = Path(args.data)
+    data.mkdir(parents=True, exist_ok=True)
+    train = store(data, "train", 1000, PONG.splits["train"].seed)
+    test = store(data, "eval", 100, args.eval_seed)
+    torch.manual_seed(args.seed)
+    model = models.build(cfg, train.frame_shape, train.n_actions)
+    p, tc = model.cfg.precondition, model.cfg.train
+    batch = eval_windows(test, p, HORIZON, 100)
+    floor = models.build({"arch": "floor", "precondition": p}, test.frame_shape, train.n_actions)
+    floor.prepare(test)
+    floor_mse = horizon_mse(floor, batch, p)
+    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    sampler = WindowSampler(train, tc.seq_len, seed=args.seed)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    budget, spent, frames, step, due = args.minutes * 60, 0.0, 0, 0, 0.0
+    with open(args.out, "w") as out:
+        while True:
+            if spent >= due or spent >= budget:
+                mse = horizon_mse(model, batch, p)
+                x = mse / floor_mse
+                rec = {
+                    "config": args.config, "seed": args.seed, "step": step,
+                    "seconds": round(spent, 1), "frames": frames,
+                    "x_floor": [round(float(v), 3) for v in x],
+                    "mse_mean": float(mse.mean()), "floor_mean": float(floor_mse.mean()),
+                    "mean_x": float(mse.mean() / floor_mse.mean()),
+                }  # fmt: skip
+                print(json.dumps(rec), file=out, flush=True)
+                print(f"{spent:7.0f} s  step {step:6d}  mean x floor {rec['mean_x']:.2f}  "
+                      f"x floor at h={SHOWN}: {[rec['x_floor'][h - 1] for h in SHOWN]}",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                due += args.every
+                if spent >= budget:
+                    break
+            tick = clock()
+            if tc.lr_schedule == "cosine":
+                for group in opt.param_groups:
+                    group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * min(spent / budget, 1)))
+            windows = sampler.sample(tc.batch_size)
+            loss, _ = model.loss(windows)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            step += 1
+            frames += int(windows["mask"][:, p:].sum())
+            spent += clock() - tick
+    if args.checkpoint:
+        torch.save({"config": cfg, "state_dict": model.state_dict()}, args.checkpoint)
+
+
+def table(paths: list[str]) -> None:
+    """Last evaluation of each run, grouped by config: mean over seeds, min-max across them."""
+    runs: dict[str, list[dict]] = {}
+    for path in paths:
+        last = [json.loads(line) for line in Path(path).read_text().splitlines()][-1]
+        runs.setdefault(last["config"], []).append(last)
+    cols = [f"x floor h={h}" for h in SHOWN] + ["mean MSE h=1-32 / floor's", "worst h"]
+    print(f"| config | seeds | steps | {' | '.join(cols)} |")
+    print("|---|---|---:|" + "---:|" * len(cols))
+    for name, recs in runs.items():
+        x = np.array([r["x_floor"] for r in recs])
+        mean_x = np.array([r["mean_x"] for r in recs])
+
+        def cell(v):
+            return f"{v.mean():.2f}" + (f" ({v.min():.2f}-{v.max():.2f})" if len(v) > 1 else "")
+
+        cells = [cell(x[:, h - 1]) for h in SHOWN] + [cell(mean_x), cell(x.max(1))]
+        steps = "/".join(str(r["step"]) for r in recs)
+        seeds = ",".join(str(r["seed"]) for r in recs)
+        print(f"| {name} | {seeds} | {steps} | {' | '.join(cells)} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("config", nargs="?", help="a model config YAML (a preset file's format)")
+    ap.add_argument("--minutes", type=float, default=30, help="training budget (wall-clock)")
+    ap.add_argument(
+        "--clock",
+        choices=["wall", "cpu"],
+        default="wall",
+        help="count the budget in wall-clock seconds of training steps, or in this process's CPU "
+        "seconds (all its threads; fair when runs share the machine)",
+    )
+    ap.add_argument("--every", type=float, default=150, help="seconds between evaluations")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--eval-seed", type=int, default=PONG.splits["test"].seed)
+    ap.add_argument("--data", default="bench-data", help="where the rollout stores are kept")
+    ap.add_argument("--out", help="JSON lines, one per evaluation")
+    ap.add_argument("--checkpoint", help="save the final weights here")
+    ap.add_argument("--table", nargs="+", help="print the table of these runs' last lines")
+    args = ap.parse_args()
+    if args.table:
+        table(args.table)
+    elif args.config and args.out:
+        run(args)
+    else:
+        ap.error("give a config and --out, or --table")
+
+
+if __name__ == "__main__":
+    main()
