@@ -145,3 +145,22 @@ def test_bad_sweeps_are_named(default, sweep, message):
         raw["models"] = {"s-base": {"arch": "copy_last"}}
     with pytest.raises((ValueError, ValidationError), match=message):
         config.load(raw, ROOT / "config" / "models")
+
+
+@pytest.mark.parametrize(
+    "files",
+    [
+        ["config.yaml"],
+        ["config.yaml", "test.yaml"],
+        ["sweep.yaml"],
+        ["long.yaml"],
+        ["beyond.yaml"],
+        ["thesis.yaml"],
+    ],
+    ids=lambda f: "+".join(f),
+)
+def test_every_shipped_config_validates(files):
+    """Each config the README tells people to run is valid as it is used (overlays on the
+    default, the others with --replace-workflow-config)."""
+    cfg = config.load_yaml(*(ROOT / "config" / f for f in files))
+    assert cfg.models and cfg.envs
