@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,8 @@ from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
 from forward_models.evaluation import eval_windows, predict, step_errors  # noqa: E402
-from models import PONG  # noqa: E402  (bench/models.py: the default env)
+from forward_models.model_config import cosine  # noqa: E402
+from models import PONG, train_step  # noqa: E402  (bench/models.py)
 
 HORIZON = 32
 SHOWN = (1, 2, 4, 8, 16, 32)
@@ -96,15 +96,9 @@ def run(args) -> None:
             tick = clock()
             if tc.lr_schedule == "cosine":
                 for group in opt.param_groups:
-                    group["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * min(spent / budget, 1)))
-            windows = sampler.sample(tc.batch_size)
-            loss, _ = model.loss(windows)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            opt.step()
+                    group["lr"] = tc.lr * cosine(spent / budget)
+            frames += train_step(model, opt, sampler)
             step += 1
-            frames += int(windows["mask"][:, p:].sum())
             spent += clock() - tick
     if args.checkpoint:
         torch.save({"config": cfg, "state_dict": model.state_dict()}, args.checkpoint)

@@ -41,15 +41,21 @@ def train_for(model, data: WindowSampler, seconds: float) -> tuple[int, float]:
     model.train()
     steps, frames, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        batch = data.sample(cfg.batch_size)
-        loss, _ = model.loss(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        frames += train_step(model, opt, data)
         steps += 1
-        frames += int(batch["mask"][:, model.cfg.precondition :].sum())
     return steps, frames / (time.perf_counter() - t0)
+
+
+def train_step(model, opt, data: WindowSampler) -> int:
+    """One optimiser step on a fresh batch (the family's own loss, clipped); frames predicted."""
+    cfg = model.cfg.train
+    batch = data.sample(cfg.batch_size)
+    loss, _ = model.loss(batch)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return int(batch["mask"][:, model.cfg.precondition :].sum())
 
 
 def errors(model, test, episodes: int = 100) -> dict[str, list[float]]:

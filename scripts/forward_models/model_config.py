@@ -13,6 +13,11 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
+def cosine(fraction: float) -> float:
+    """The cosine schedule's lr multiple after ``fraction`` of the budget (1 -> 0, then 0)."""
+    return 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+
+
 class Strict(BaseModel):
     """Config base: unknown keys are errors; attribute docstrings become schema descriptions."""
 
@@ -37,7 +42,7 @@ class TrainConfig(Strict):
     def lr_factor(self, step: int) -> float:
         """The learning rate at ``step`` as a multiple of ``lr``."""
         if self.lr_schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(step / max(self.steps, 1), 1.0)))
+            return cosine(step / max(self.steps, 1))
         return 1.0 / (step // self.lr_decay_every + 1)
 
     grad_clip: float = Field(1.0, gt=0)

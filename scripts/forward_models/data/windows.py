@@ -33,10 +33,16 @@ class WindowSampler:
 
     def gather(self, ep: np.ndarray, offset: np.ndarray) -> dict[str, torch.Tensor]:
         """Windows starting ``offset`` rows into episodes ``ep`` (indices into this subset)."""
+        rows, mask = self.rows(ep, offset)
+        return to_batch(self.obs[rows], self.action[rows], mask)
+
+    def rows(self, ep: np.ndarray, offset: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Store rows of those windows (an episode's last row repeated past its end) and the
+        mask of real rows, both (batch, length)."""
         steps = offset[:, None] + np.arange(self.length)[None, :]
         mask = steps < self.lengths[ep][:, None]
         rows = self.starts[ep][:, None] + np.minimum(steps, self.lengths[ep][:, None] - 1)
-        return to_batch(self.obs[rows], self.action[rows], mask)
+        return rows, mask
 
 
 class DeviceWindows(WindowSampler):
@@ -57,9 +63,7 @@ class DeviceWindows(WindowSampler):
         self.action_device = torch.from_numpy(self.action).to(self.device)
 
     def gather(self, ep: np.ndarray, offset: np.ndarray) -> dict[str, torch.Tensor]:
-        steps = offset[:, None] + np.arange(self.length)[None, :]
-        mask = steps < self.lengths[ep][:, None]
-        rows = self.starts[ep][:, None] + np.minimum(steps, self.lengths[ep][:, None] - 1)
+        rows, mask = self.rows(ep, offset)
         idx = torch.from_numpy(np.concatenate([rows.ravel(), mask.ravel()]))
         if self.device.type == "cuda":
             idx = idx.pin_memory()
