@@ -71,7 +71,7 @@ def run(args) -> None:
     floor.prepare(test)
     floor_mse = horizon_mse(floor, batch, p)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    sampler = WindowSampler(train, tc.seq_len, seed=args.seed)
+    sampler = WindowSampler(train, tc.seq_len, seed=args.seed, from_start=tc.from_start)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     budget, spent, frames, step, due = args.minutes * 60, 0.0, 0, 0, 0.0
     with open(args.out, "w") as out:

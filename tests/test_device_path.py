@@ -21,10 +21,11 @@ def store(tmp_path_factory):
     return open_rollouts(path)
 
 
-def test_device_windows_equal_the_host_samplers_for_the_same_seed(store):
+@pytest.mark.parametrize("from_start", [0.0, 0.5])
+def test_device_windows_equal_the_host_samplers_for_the_same_seed(store, from_start):
     episodes = np.arange(1, store.n_episodes, 2)
-    host = WindowSampler(store, 12, episodes, seed=3)
-    device = DeviceWindows(store, 12, episodes, seed=3, device="cpu")
+    host = WindowSampler(store, 12, episodes, seed=3, from_start=from_start)
+    device = DeviceWindows(store, 12, episodes, seed=3, device="cpu", from_start=from_start)
     for _ in range(3):  # the generators stay in step, batch after batch
         a, b = host.sample(5), device.sample(5)
         assert a.keys() == b.keys()

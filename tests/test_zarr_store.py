@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 from forward_models.data.collect import collect, run_episode
 from forward_models.data.shards import ChunkLayout
@@ -153,6 +154,29 @@ def test_window_sampler_masks_past_episode_end(tmp_path):
     assert batch["mask"][:, :4].all() and not batch["mask"][:, 4:].any()
     full = WindowSampler(r, length=10, episodes=[1], seed=0).sample(16)
     assert full["mask"].all()  # windows of a long episode never overrun it
+
+
+def test_windows_from_start_begin_at_the_episodes_first_row(tmp_path):
+    """``from_start=1``: every window is an episode's first rows, as evaluation's are; 0 keeps
+    the windows every start equally likely drew before the option existed."""
+    from forward_models.data.windows import draw_windows, window_weights
+
+    path = tmp_path / "s.zarr"
+    write(path, episodes=(40, 50, 60))
+    r = open_rollouts(path)
+    first = r.load(("obs",))["obs"][r.episode_starts]  # (3, H, W, C): each episode's row 0
+    batch = WindowSampler(r, length=10, seed=0, from_start=1.0).sample(32)
+    firsts = torch.from_numpy(first).permute(0, 3, 1, 2).float() / 255
+    assert all(any(torch.equal(w[0], f) for f in firsts) for w in batch["obs"])
+    anywhere = WindowSampler(r, length=10, seed=0).sample(32)
+    assert sum(any(torch.equal(w[0], f) for f in firsts) for w in anywhere["obs"]) < 8
+
+    lengths, p = r.lengths, window_weights(r.lengths, 10)
+    old_ep, old_offset = draw_windows(np.random.default_rng(4), lengths, p, 10, 64)
+    ep, offset = draw_windows(np.random.default_rng(4), lengths, p, 10, 64, from_start=0.0)
+    assert (ep == old_ep).all() and (offset == old_offset).all() and offset.any()
+    half = draw_windows(np.random.default_rng(4), lengths, p, 10, 4000, from_start=0.5)[1]
+    assert 0.4 < (half == 0).mean() < 0.6
 
 
 def test_split_episodes_is_disjoint():

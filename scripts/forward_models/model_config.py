@@ -31,6 +31,11 @@ class TrainConfig(Strict):
     """Windows per batch."""
     seq_len: int = Field(32, ge=2)
     """Rows per training window: the precondition plus the frames predicted after it."""
+    from_start: float = Field(0.0, ge=0, le=1)
+    """Fraction of windows that start at their episode's first row, as evaluation's (and the
+    thesis' training windows) do; the rest start anywhere in an episode. An episode's start is
+    where the hidden state is best known (the ball at the centre), so a model trained only on
+    windows from anywhere learns a blurrier guess for it."""
     lr: float = Field(1e-3, gt=0)
     """Adam learning rate."""
     lr_decay_every: int = Field(15000, ge=1)

@@ -199,13 +199,15 @@ def train(
     return pd.DataFrame(rows, columns=["step", "split", "metric", "value"])
 
 
-def sampler(data, length: int, episodes, seed: int, device: torch.device) -> WindowSampler:
+def sampler(
+    data, length: int, episodes, seed: int, device: torch.device, from_start: float = 0.0
+) -> WindowSampler:
     """Training windows: gathered on the device when the store fits there (half its free
     memory, :func:`~forward_models.data.windows.fits_on_device`), else on the host and copied
     per batch. Both draw the same windows for the same seed."""
     if fits_on_device(data, device):
-        return DeviceWindows(data, length, episodes, seed, device)
-    return WindowSampler(data, length, episodes, seed=seed)
+        return DeviceWindows(data, length, episodes, seed, device, from_start)
+    return WindowSampler(data, length, episodes, seed, from_start)
 
 
 PROBE_EPISODES = 16  # validation episodes whose open-loop error is tracked during training
@@ -243,8 +245,10 @@ def train_job(
     data = open_rollouts(rollouts, verify)
     tcfg = cfg.train
     train_ids, val_ids = split_episodes(data.n_episodes, tcfg.val_fraction, seed)
-    train_data = sampler(data, tcfg.seq_len, train_ids, seed, pick_device(device))
-    val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed=seed) if len(val_ids) else None
+    train_data = sampler(data, tcfg.seq_len, train_ids, seed, pick_device(device), tcfg.from_start)
+    val_data = (
+        WindowSampler(data, tcfg.seq_len, val_ids, seed, tcfg.from_start) if len(val_ids) else None
+    )
     probe = probe_windows(data, val_ids, cfg.precondition, horizon)
     torch.manual_seed(seed)
     model = models.build(cfg, data.frame_shape, data.n_actions, data.action_dim)

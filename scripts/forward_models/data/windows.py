@@ -13,10 +13,14 @@ class WindowSampler:
 
     A window never crosses an episode boundary. Episodes shorter than the window are padded by
     repeating their last row, and ``mask`` marks the real rows, so losses can ignore the rest.
-    Episodes are drawn in proportion to the windows they hold, i.e. every start is equally likely.
+    Episodes are drawn in proportion to the windows they hold, i.e. every start is equally likely;
+    with ``from_start`` > 0 that fraction of windows (on average) starts at its episode's first
+    row instead, as evaluation's windows do.
     """
 
-    def __init__(self, rollouts: Rollouts, length: int, episodes=None, seed: int = 0):
+    def __init__(
+        self, rollouts: Rollouts, length: int, episodes=None, seed: int = 0, from_start=0.0
+    ):
         data = rollouts.load(("obs", "action"))
         self.obs, self.action = data["obs"], data["action"]
         ids = np.arange(rollouts.n_episodes) if episodes is None else np.asarray(episodes)
@@ -24,12 +28,15 @@ class WindowSampler:
             raise ValueError("WindowSampler needs at least one episode")
         self.starts = rollouts.episode_starts[ids]
         self.lengths = rollouts.lengths[ids]
-        self.length = length
+        self.length, self.from_start = length, from_start
         self.p = window_weights(self.lengths, length)
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
-        return self.gather(*draw_windows(self.rng, self.lengths, self.p, self.length, batch_size))
+        drawn = draw_windows(
+            self.rng, self.lengths, self.p, self.length, batch_size, self.from_start
+        )
+        return self.gather(*drawn)
 
     def gather(self, ep: np.ndarray, offset: np.ndarray) -> dict[str, torch.Tensor]:
         """Windows starting ``offset`` rows into episodes ``ep`` (indices into this subset)."""
@@ -56,8 +63,10 @@ class DeviceWindows(WindowSampler):
     :func:`fits_on_device` says whether it does.
     """
 
-    def __init__(self, rollouts: Rollouts, length: int, episodes=None, seed: int = 0, device="cpu"):
-        super().__init__(rollouts, length, episodes, seed)
+    def __init__(
+        self, rollouts: Rollouts, length: int, episodes=None, seed=0, device="cpu", from_start=0.0
+    ):
+        super().__init__(rollouts, length, episodes, seed, from_start)
         self.device = torch.device(device)
         self.obs_device = torch.from_numpy(self.obs).to(self.device)  # (N, H, W, C) uint8
         self.action_device = torch.from_numpy(self.action).to(self.device)
@@ -91,10 +100,13 @@ def window_weights(lengths: np.ndarray, length: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def draw_windows(rng, lengths: np.ndarray, p: np.ndarray, length: int, n: int):
-    """``n`` (episode index, start offset) pairs; an episode shorter than ``length`` starts at 0."""
+def draw_windows(rng, lengths: np.ndarray, p: np.ndarray, length: int, n: int, from_start=0.0):
+    """``n`` (episode index, start offset) pairs; an episode shorter than ``length`` starts at 0,
+    and so does each window with probability ``from_start``."""
     ep = rng.choice(len(lengths), size=n, p=p)
     offset = (rng.random(n) * np.maximum(lengths[ep] - length + 1, 1)).astype(np.int64)
+    if from_start > 0:  # drawn only then: the windows of from_start=0 stay as they were
+        offset[rng.random(n) < from_start] = 0
     return ep, offset
 
 
