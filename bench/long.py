@@ -104,6 +104,63 @@ def run(args) -> None:
         torch.save({"config": cfg, "state_dict": model.state_dict()}, args.checkpoint)
 
 
+def strip(args) -> None:
+    """Truth / floor / model / |difference| on a test episode, from a ``--checkpoint`` file."""
+    from forward_models.figures import rollout_strip
+    from forward_models.frames import channels_last, to_uint8
+    from forward_models.models.base import split_window
+
+    ckpt, out = args.strip
+    saved = torch.load(ckpt, weights_only=False)
+    test = store(Path(args.data), "eval", 100, args.eval_seed)
+    model = models.build(saved["config"], test.frame_shape, test.n_actions)
+    model.load_state_dict(saved["state_dict"])
+    p = model.cfg.precondition
+    batch = eval_windows(test, p, HORIZON, args.episode + 1)
+    floor = models.build({"arch": "floor", "precondition": p}, test.frame_shape, test.n_actions)
+    floor.prepare(test)
+
+    def u8(x):
+        return to_uint8(channels_last(x.float().numpy()))
+
+    context, _, truth, _ = split_window(batch, p)
+    examples = {
+        "episode": batch["episode"].numpy(),
+        "context": u8(context),
+        "truth": u8(truth),
+        "floor": u8(predict(floor, batch, p)),
+        "prediction": u8(predict(model.eval(), batch, p)),
+    }
+    rollout_strip(examples, out, n_frames=args.frames, episode=args.episode)
+
+
+def curves(paths: list[str], out: str) -> None:
+    """Mean x floor (h=1-32) and x floor at h=1 against training time, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharex=True)
+    colours: dict[str, str] = {}  # one per config; seeds share it
+    for path in paths:
+        recs = [json.loads(line) for line in Path(path).read_text().splitlines()][1:]
+        name = Path(recs[0]["config"]).stem
+        label = None if name in colours else name
+        colour = colours.setdefault(name, f"C{len(colours)}")
+        t = [r["seconds"] / 60 for r in recs]
+        axes[0].plot(t, [r["mean_x"] for r in recs], color=colour, label=label)
+        axes[1].plot(t, [r["x_floor"][0] for r in recs], color=colour)
+    for ax, title, goal in zip(axes, ["mean over h=1-32", "h=1"], [1.5, 2.0], strict=True):
+        ax.axhline(1, color="0.3", ls=":", lw=1)
+        ax.axhline(goal, color="0.5", ls="--", lw=1)
+        ax.set(yscale="log", title=title, xlabel="training time (minutes)", ylabel="MSE / floor's")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def table(paths: list[str]) -> None:
     """Last evaluation of each run, grouped by config: mean over seeds, min-max across them."""
     runs: dict[str, list[dict]] = {}
@@ -147,9 +204,19 @@ def main() -> None:
     ap.add_argument("--out", help="JSON lines, one per evaluation")
     ap.add_argument("--checkpoint", help="save the final weights here")
     ap.add_argument("--table", nargs="+", help="print the table of these runs' last lines")
+    ap.add_argument("--figure", help="with --table: draw the runs' curves to this PNG")
+    ap.add_argument(
+        "--strip", nargs=2, metavar=("CHECKPOINT", "PNG"), help="draw a test episode's strip"
+    )
+    ap.add_argument("--episode", type=int, default=0, help="--strip: which test episode")
+    ap.add_argument("--frames", type=int, default=16, help="--strip: predicted frames shown")
     args = ap.parse_args()
-    if args.table:
+    if args.strip:
+        strip(args)
+    elif args.table:
         table(args.table)
+        if args.figure:
+            curves(args.table, args.figure)
     elif args.config and args.out:
         run(args)
     else:

@@ -1,5 +1,6 @@
 """Rule `figure_rollout_strip`: truth / prediction / |difference| of a test episode (PNG and GIF),
-also attached to the run in MLflow.
+also attached to the run in MLflow. On an env with a floor, the strip also shows the floor's
+prediction of the same episode: how sharp the best possible prediction is at each step.
 
 Standalone: python scripts/figure_rollout.py --env pong --model rnn_deconv --seed 0
 """
@@ -16,11 +17,23 @@ from forward_models.figures import rollout_gif, rollout_strip
 def main(snakemake):
     i, o = snakemake.input, snakemake.output
     ex = dict(np.load(i.examples))
+    if i.get("floor"):
+        ex["floor"] = same_episodes(ex, dict(np.load(i.floor)))["prediction"]
     rollout_strip(ex, o.figure, style=i.style)
     rollout_gif(ex["truth"][0], ex["prediction"][0], o.gif)
     uri = MlflowConfig.model_validate(snakemake.params.mlflow).tracking_uri
     run_id = Path(i.run_id).read_text().strip()
     tracking.log_to_run(uri, run_id, artifacts=[o.figure, o.gif], folder="figures")
+
+
+def same_episodes(ex: dict, other: dict) -> dict:
+    """``other``'s examples, checked to be of the same test episodes as ``ex``'s."""
+    if not np.array_equal(ex["episode"], other["episode"]):
+        raise ValueError(
+            f"the floor's examples are episodes {other['episode'].tolist()}, the model's "
+            f"{ex['episode'].tolist()}: re-run the evaluation of both"
+        )
+    return other
 
 
 if __name__ == "__main__":

@@ -97,6 +97,13 @@ def test_every_output_exists_and_is_sane(run):
     assert (res / "figures/pong/asset_stn/seed0/assets.gif").stat().st_size > 0
     for fig in (f"figures/{f}" for f in figs):
         assert (res / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", fig
+    # A learned model's strip adds the floor's prediction of the episode; the floor's own not.
+    from PIL import Image
+
+    rows = {
+        m: Image.open(res / f"figures/pong/{m}/seed0/rollout_strip.png").height for m in PRESETS
+    }
+    assert rows["conv_gru_residual"] > 1.2 * rows["floor"], rows
 
 
 def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):

@@ -91,17 +91,23 @@ def lines_by_env(
 def rollout_strip(
     examples: dict, out: str | Path, n_frames: int = 12, episode: int = 0, style=None
 ) -> None:
-    """Rows: truth, prediction, |difference|; the precondition frames lead the truth row."""
+    """Rows: truth, prediction, |difference|; the precondition frames lead the truth row. With
+    a ``floor`` entry (the floor's predictions of the same episodes), a row of the best
+    achievable prediction sits above the model's."""
     ctx, truth, pred = (examples[k][episode] for k in ("context", "truth", "prediction"))
     p, n = len(ctx), min(n_frames, len(truth))
     diff = frames.difference(truth[:n], pred[:n])
-    rows = [
-        ("truth", list(ctx) + list(truth[:n])),
+    rows = [("truth", list(ctx) + list(truth[:n]))]
+    if "floor" in examples:
+        rows.append(("floor", [None] * p + list(examples["floor"][episode][:n])))
+    rows += [
         ("prediction", [None] * p + list(pred[:n])),
         ("|difference|", [None] * p + list(diff)),
     ]
     with plt.style.context(style or "default"):
-        fig, axes = plt.subplots(3, p + n, figsize=(0.9 * (p + n), 3.2), squeeze=False)
+        fig, axes = plt.subplots(
+            len(rows), p + n, figsize=(0.9 * (p + n), 1.07 * len(rows)), squeeze=False
+        )
         for r, (label, row_frames) in enumerate(rows):
             for c, frame in enumerate(row_frames):
                 ax = axes[r, c]

@@ -77,12 +77,18 @@ def leaderboard_horizons():
     return [h for h in ev.leaderboard if h <= ev.horizon] or [ev.horizon]
 
 
-def floor_metrics(wildcards):
-    """The floor run's metrics for the same env and seed (to log "x floor"), if there is one."""
-    floor = CFG.floor_model(wildcards.env)
-    if floor is None or floor == wildcards.model:
-        return []
-    return f"results/eval/{wildcards.env}/{floor}/seed{wildcards.seed}/metrics.parquet"
+def floor_eval(name):
+    """Input function: the floor run's evaluation file `name` for the same env and seed, if
+    the env has a floor (its metrics give "x floor", its predictions a row of the strips).
+    """
+
+    def of(wildcards):
+        floor = CFG.floor_model(wildcards.env)
+        if floor is None or floor == wildcards.model:
+            return []
+        return f"results/eval/{wildcards.env}/{floor}/seed{wildcards.seed}/{name}"
+
+    return of
 
 
 def env_params(wildcards):

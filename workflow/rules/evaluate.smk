@@ -3,7 +3,7 @@ rule evaluate:
         checkpoint="results/models/{env}/{model}/seed{seed}/checkpoint.pt",
         rollouts="results/rollouts/{env}/test.zarr",
         run_id="results/models/{env}/{model}/seed{seed}/mlflow_run_id",
-        floor=floor_metrics,
+        floor=floor_eval("metrics.parquet"),
     output:
         metrics="results/eval/{env}/{model}/seed{seed}/metrics.parquet",
         examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",

@@ -20,6 +20,7 @@ rule figure_error_vs_horizon:
 rule figure_rollout_strip:
     input:
         examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",
+        floor=floor_eval("rollouts.npz"),
         run_id="results/models/{env}/{model}/seed{seed}/mlflow_run_id",
         style=STYLE,
     output:
