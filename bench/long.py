@@ -56,6 +56,18 @@ def horizon_mse(model, batch, p: int) -> np.ndarray:
     return np.asarray(err)
 
 
+def floor_of(test, p: int):
+    """The floor for windows of ``test`` with precondition ``p``."""
+    floor = models.build({"arch": "floor", "precondition": p}, test.frame_shape, test.n_actions)
+    floor.prepare(test)
+    return floor
+
+
+def records(path: str) -> list[dict]:
+    """A run's evaluations, one per ``--out`` line."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
 def run(args) -> None:
     torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -67,9 +79,7 @@ def run(args) -> None:
     model = models.build(cfg, train.frame_shape, train.n_actions)
     p, tc = model.cfg.precondition, model.cfg.train
     batch = eval_windows(test, p, HORIZON, 100)
-    floor = models.build({"arch": "floor", "precondition": p}, test.frame_shape, train.n_actions)
-    floor.prepare(test)
-    floor_mse = horizon_mse(floor, batch, p)
+    floor_mse = horizon_mse(floor_of(test, p), batch, p)
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
     sampler = WindowSampler(train, tc.seq_len, seed=args.seed, from_start=tc.from_start)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
@@ -106,8 +116,8 @@ def run(args) -> None:
 
 def strip(args) -> None:
     """Truth / floor / model / |difference| on a test episode, from a ``--checkpoint`` file."""
+    from forward_models.evaluation import uint8_frames
     from forward_models.figures import rollout_strip
-    from forward_models.frames import channels_last, to_uint8
     from forward_models.models.base import split_window
 
     ckpt, out = args.strip
@@ -117,19 +127,13 @@ def strip(args) -> None:
     model.load_state_dict(saved["state_dict"])
     p = model.cfg.precondition
     batch = eval_windows(test, p, HORIZON, args.episode + 1)
-    floor = models.build({"arch": "floor", "precondition": p}, test.frame_shape, test.n_actions)
-    floor.prepare(test)
-
-    def u8(x):
-        return to_uint8(channels_last(x.float().numpy()))
-
     context, _, truth, _ = split_window(batch, p)
     examples = {
         "episode": batch["episode"].numpy(),
-        "context": u8(context),
-        "truth": u8(truth),
-        "floor": u8(predict(floor, batch, p)),
-        "prediction": u8(predict(model.eval(), batch, p)),
+        "context": uint8_frames(context),
+        "truth": uint8_frames(truth),
+        "floor": uint8_frames(predict(floor_of(test, p), batch, p)),
+        "prediction": uint8_frames(predict(model.eval(), batch, p)),
     }
     rollout_strip(examples, out, n_frames=args.frames, episode=args.episode)
 
@@ -144,7 +148,7 @@ def curves(paths: list[str], out: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharex=True)
     colours: dict[str, str] = {}  # one per config; seeds share it
     for path in paths:
-        recs = [json.loads(line) for line in Path(path).read_text().splitlines()][1:]
+        recs = records(path)[1:]
         name = Path(recs[0]["config"]).stem
         label = None if name in colours else name
         colour = colours.setdefault(name, f"C{len(colours)}")
@@ -165,7 +169,7 @@ def table(paths: list[str]) -> None:
     """Last evaluation of each run, grouped by config: mean over seeds, min-max across them."""
     runs: dict[str, list[dict]] = {}
     for path in paths:
-        last = [json.loads(line) for line in Path(path).read_text().splitlines()][-1]
+        last = records(path)[-1]
         runs.setdefault(last["config"], []).append(last)
     cols = [f"x floor h={h}" for h in SHOWN] + ["mean MSE h=1-32 / floor's", "worst h"]
     print(f"| config | seeds | steps | {' | '.join(cols)} |")

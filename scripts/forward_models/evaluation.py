@@ -129,9 +129,9 @@ def evaluate(
     )
     examples = {
         "episode": ids[:8],
-        "context": _u8(context[:8]),
-        "truth": _u8(truth[:8]),
-        "prediction": _u8(preds["model"][:8]),
+        "context": uint8_frames(context[:8]),
+        "truth": uint8_frames(truth[:8]),
+        "prediction": uint8_frames(preds["model"][:8]),
         "action": actions[:8].numpy(),  # the actions behind each prediction
     }
     return table, examples
@@ -145,7 +145,7 @@ def shuffled_actions(batch: dict, precondition: int) -> dict:
     return {**batch, "action": action}
 
 
-def _u8(x: torch.Tensor) -> np.ndarray:
+def uint8_frames(x: torch.Tensor) -> np.ndarray:
     """(B, T, C, H, W) floats in [0, 1] -> (B, T, H, W, C) uint8."""
     return frames.to_uint8(frames.channels_last(x.float().cpu().numpy()))
 
