@@ -216,6 +216,49 @@ def test_masked_steps_do_not_count():
     assert not torch.isclose(m.loss(batch)[0], expected)
 
 
+def test_copy_last_weights_favour_the_steps_copying_gets_nearly_right():
+    from forward_models.models.base import COPY_FLOOR, copy_last_weights
+
+    context = torch.zeros(3, 2, *FRAME)
+    target = torch.zeros(3, 4, *FRAME)
+    for t, level in enumerate((0.1, 0.2, 0.4, 0.9)):  # copy-last's error grows with the step
+        target[:, t] = level
+    mask = torch.ones(3, 4, dtype=torch.bool)
+    w = copy_last_weights(context, target, mask)
+    copy = torch.tensor([0.1, 0.2, 0.4, 0.9]) ** 2
+    expected = 1 / (copy + COPY_FLOOR * copy.mean())
+    torch.testing.assert_close(w, expected / expected.mean())
+    assert (w.diff() < 0).all()
+    mask[:, -1] = False  # a step without a real target: not counted in the mean
+    w = copy_last_weights(context, target, mask)
+    torch.testing.assert_close(w[:3].mean(), torch.tensor(1.0))
+    still = copy_last_weights(context, torch.zeros_like(target), torch.ones(3, 4, dtype=bool))
+    torch.testing.assert_close(still, torch.ones(4))  # nothing moves: equal weights
+
+
+@pytest.mark.parametrize("arch", ["rnn_deconv", "conv_gru_residual"])  # both loss methods
+def test_step_weights_copy_last_reweights_the_loss_by_step(arch):
+    """``uniform`` is the plain mean over steps; ``copy_last`` scales each step's loss by its
+    weight, so it moves with what copying gets wrong and ``uniform`` does not."""
+    from forward_models.models.base import copy_last_weights, masked_loss
+
+    batch = window()
+    fade = torch.linspace(1, 0, 6)[None, :, None, None, None]
+    batch["obs"][:, 2:] = batch["obs"][:, 1:2] * fade  # copying gets worse step by step
+    torch.manual_seed(0)
+    m = small(arch).eval()
+    context, actions, target, mask = split_window(batch, 2)
+    with torch.no_grad():
+        pred = m.rollout(context, actions)
+        uniform = m.loss(batch)[0]
+        m.cfg.train.step_weights = "copy_last"
+        weighted = m.loss(batch)[0]
+    torch.testing.assert_close(uniform, masked_loss(pred, target, mask))
+    w = copy_last_weights(context, target, mask)
+    torch.testing.assert_close(weighted, masked_loss(pred, target, mask, weights=w))
+    assert not torch.isclose(weighted, uniform)
+
+
 def test_unknown_arch_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown model arch 'rnn_deconf'; expected one of"):
         models.build({"arch": "rnn_deconf"}, FRAME, 9)

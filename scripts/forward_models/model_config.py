@@ -54,6 +54,11 @@ class TrainConfig(Strict):
     """Clip the global gradient norm to this value."""
     loss: Literal["bce", "mse"] = "bce"
     """Per-pixel loss on [0, 1] frames, averaged over the real (unmasked) predicted steps."""
+    step_weights: Literal["uniform", "copy_last"] = "uniform"
+    """How the predicted steps of a window weigh in the loss. ``uniform``: equally.
+    ``copy_last``: each step in inverse proportion to copy-last-frame's MSE at it in the batch,
+    so the loss counts improvement over copying at every horizon; under ``uniform`` the far,
+    uncertain steps dominate and a model learns a blur that costs it the near ones."""
     val_fraction: float = Field(0.1, ge=0, lt=1)
     """Fraction of the train split's episodes held out for the validation loss."""
     val_every: int = Field(250, ge=1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from forward_models.model_config import FrameFedConfig
-from forward_models.models.base import ForwardModel, masked_loss, split_window
+from forward_models.models.base import ForwardModel, split_window, window_loss
 
 
 class FrameFed(ForwardModel):
@@ -24,7 +24,7 @@ class FrameFed(ForwardModel):
             pred = self.teacher_forced(context, actions, target, self.cfg.sampling)
         else:
             pred = self.rollout(context, actions)
-        loss = masked_loss(pred, target, mask, self.cfg.train.loss)
+        loss = window_loss(pred, context, target, mask, self.cfg.train)
         return loss, {"loss": loss.detach()}
 
     def one_step(self, context, actions, target):
