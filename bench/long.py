@@ -33,7 +33,7 @@ from forward_models.data.windows import WindowSampler  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
 from forward_models.evaluation import eval_windows, predict, step_errors  # noqa: E402
 from forward_models.model_config import cosine  # noqa: E402
-from models import PONG, train_step  # noqa: E402  (bench/models.py)
+from models import PONG, floor_of, train_step  # noqa: E402  (bench/models.py)
 
 HORIZON = 32
 SHOWN = (1, 2, 4, 8, 16, 32)
@@ -54,13 +54,6 @@ def horizon_mse(model, batch, p: int) -> np.ndarray:
         err = step_errors(predict(model, batch, p), batch["obs"][:, p:])["mse"].mean(0)
     model.train(was)
     return np.asarray(err)
-
-
-def floor_of(test, p: int):
-    """The floor for windows of ``test`` with precondition ``p``."""
-    floor = models.build({"arch": "floor", "precondition": p}, test.frame_shape, test.n_actions)
-    floor.prepare(test)
-    return floor
 
 
 def records(path: str) -> list[dict]:

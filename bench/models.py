@@ -76,12 +76,17 @@ def scores(model, test, episodes: int) -> dict[str, list[float]]:
 _FLOORS: dict[int, list[float]] = {}
 
 
+def floor_of(test, p: int):
+    """The floor for windows of ``test`` with precondition ``p``."""
+    floor = models.build({"arch": "floor", "precondition": p}, test.frame_shape, test.n_actions)
+    floor.prepare(test)
+    return floor
+
+
 def floor_mse(test, precondition: int, episodes: int) -> list[float]:
     """The floor's MSE at HORIZONS on the windows a model of this precondition is scored on."""
     if precondition not in _FLOORS:
-        floor = models.build({"arch": "floor", "precondition": precondition}, test.frame_shape, 9)
-        floor.prepare(test)
-        _FLOORS[precondition] = scores(floor, test, episodes)["mse"]
+        _FLOORS[precondition] = scores(floor_of(test, precondition), test, episodes)["mse"]
     return _FLOORS[precondition]
 
 
