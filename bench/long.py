@@ -27,11 +27,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from forward_models import models  # noqa: E402
+from forward_models import metrics, models  # noqa: E402
 from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
-from forward_models.evaluation import eval_windows, predict, step_errors  # noqa: E402
+from forward_models.evaluation import eval_windows, predict  # noqa: E402
 from forward_models.model_config import cosine  # noqa: E402
 from models import PONG, floor_of, train_step  # noqa: E402  (bench/models.py)
 
@@ -51,7 +51,7 @@ def horizon_mse(model, batch, p: int) -> np.ndarray:
     was = model.training
     model.eval()
     with torch.no_grad():
-        err = step_errors(predict(model, batch, p), batch["obs"][:, p:])["mse"].mean(0)
+        err = metrics.horizon_mse(predict(model, batch, p), batch["obs"][:, p:])
     model.train(was)
     return np.asarray(err)
 
@@ -81,13 +81,13 @@ def run(args) -> None:
         while True:
             if spent >= due or spent >= budget:
                 mse = horizon_mse(model, batch, p)
-                x = mse / floor_mse
+                x = metrics.x_floor(mse, floor_mse)
                 rec = {
                     "config": args.config, "seed": args.seed, "step": step,
                     "seconds": round(spent, 1), "frames": frames,
                     "x_floor": [round(float(v), 3) for v in x],
                     "mse_mean": float(mse.mean()), "floor_mean": float(floor_mse.mean()),
-                    "mean_x": float(mse.mean() / floor_mse.mean()),
+                    "mean_x": float(metrics.x_floor(mse.mean(), floor_mse.mean())),
                 }  # fmt: skip
                 print(json.dumps(rec), file=out, flush=True)
                 print(f"{spent:7.0f} s  step {step:6d}  mean x floor {rec['mean_x']:.2f}  "
@@ -109,8 +109,8 @@ def run(args) -> None:
 
 def strip(args) -> None:
     """Truth / floor / model / |difference| on a test episode, from a ``--checkpoint`` file."""
-    from forward_models.evaluation import uint8_frames
     from forward_models.figures import rollout_strip
+    from forward_models.frames import uint8_frames
     from forward_models.models.base import split_window
 
     ckpt, out = args.strip

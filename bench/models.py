@@ -25,11 +25,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from forward_models import config, models  # noqa: E402
+from forward_models import config, metrics, models  # noqa: E402
 from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
-from forward_models.evaluation import eval_windows, predict, step_errors  # noqa: E402
+from forward_models.evaluation import eval_windows, predict  # noqa: E402
 
 PONG = config.load_yaml(ROOT / "config" / "config.yaml").envs["pong"]  # the default env
 HORIZONS = (1, 8, 16, 32)
@@ -62,14 +62,14 @@ def errors(model, test, episodes: int = 100) -> dict[str, list[float]]:
     """MSE and PSNR at HORIZONS, and the MSE as a multiple of the floor's on the same windows."""
     out = scores(model, test, episodes)
     floor = floor_mse(test, model.cfg.precondition, episodes)
-    out["x_floor"] = [m / f for m, f in zip(out["mse"], floor, strict=True)]
+    out["x_floor"] = [metrics.x_floor(m, f) for m, f in zip(out["mse"], floor, strict=True)]
     return out
 
 
 def scores(model, test, episodes: int) -> dict[str, list[float]]:
     p = model.cfg.precondition
     batch = eval_windows(test, p, max(HORIZONS), episodes)
-    err = step_errors(predict(model, batch, p), batch["obs"][:, p:])
+    err = metrics.step_errors(predict(model, batch, p), batch["obs"][:, p:])
     return {m: [float(err[m][:, h - 1].mean()) for h in HORIZONS] for m in ("mse", "psnr")}
 
 

@@ -4,8 +4,11 @@ import torch
 from forward_models import models
 from forward_models.data.collect import collect
 from forward_models.data.zarr_store import open_rollouts
-from forward_models.evaluation import evaluate, step_errors
+from forward_models.evaluation import eval_windows, evaluate
+from forward_models.floor import floor_for_env
+from forward_models.frames import uint8_frames
 from forward_models.leaderboard import summarize
+from forward_models.metrics import step_errors
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +134,6 @@ def test_error_figure_draws_references_dashed(tmp_path):
 def test_the_floor_as_a_model_equals_the_floor_computation_and_survives_a_checkpoint(
     store, tmp_path
 ):
-    from forward_models.floor import rollouts_floor
-
     model = models.build({"arch": "floor", "precondition": 3}, (3, 32, 32), 9)
     model.prepare(store)
     models.save(model, tmp_path / "floor.pt")
@@ -141,7 +142,14 @@ def test_the_floor_as_a_model_equals_the_floor_computation_and_survives_a_checkp
     assert table["reference"].all() and table["floor"].all()
     open_loop = table[(table.metric == "mse") & (table.predictor == "model")]
     got = open_loop.pivot(index="episode", columns="horizon", values="value")
-    want = rollouts_floor(store, 3, 8, 4)["mse"]
+    batch = eval_windows(store, 3, 8, 4)  # evaluation's windows, through the floor package
+    context = uint8_frames(batch["obs"][:, :3])
+    truth = batch["obs"][:, 3:].permute(0, 1, 3, 4, 2).numpy()
+    env = store.attrs["env"]
+    pred = floor_for_env(
+        env["id"], env.get("kwargs"), 32, context, batch["action"][:, :-1].numpy(), 8
+    )
+    want = ((pred - truth) ** 2).reshape(4, 8, -1).mean(-1)
     assert np.allclose(got.to_numpy(), np.maximum(want, 1e-10), rtol=1e-5)
     assert (want > 0).any()  # the hidden heading makes some future uncertain
 

@@ -55,7 +55,7 @@ def default_with(over: dict) -> dict:
         ({"envs": {"pong": {"size": 50}}}, ["conv_gru_residual", "size=50", "divisible by 4"]),
         (
             {"envs": {"pong": {"id": "CartPole-v1"}}},
-            ["'pong' steers the built-in Pong", "'random' or 'sticky'"],
+            ["'pong' is written for forward_models/TwoPlayerPong-v0", "'random' or 'sticky'"],
         ),
     ],
     ids=["unknown key", "unknown arch", "unknown env", "seq_len", "horizon", "size", "agent"],

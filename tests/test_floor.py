@@ -5,7 +5,8 @@ import pytest
 from forward_models import agents, envs
 from forward_models.envs import CUBE_CRASH_ID, PONG_FIXED_ID, PONG_ID
 from forward_models.envs.pong import TwoPlayerPong
-from forward_models.floor import FloorError, floor_for_env, has_floor, pong_floor
+from forward_models.floor import FloorError, floor_for_env, has_floor
+from forward_models.floor.pong import pong_floor
 
 
 def rollouts(env_id, n, seed=1, max_steps=80, agent="pong", agent_kwargs=None, size=32):
@@ -41,7 +42,7 @@ def windows(episodes, p, horizon):
 
 
 def mse(pred, truth):
-    """Per episode and step (E, T), as evaluation.step_errors."""
+    """Per episode and step (E, T), as metrics.step_errors."""
     return ((pred - truth) ** 2).reshape(*truth.shape[:2], -1).mean(-1)
 
 
@@ -191,3 +192,27 @@ def test_windows_not_at_an_episode_start_are_refused(pong):
         pong_floor(e["obs"][None, :12], np.full((1, 20), 6), 5, headings=[e["heading"]])
     assert has_floor(PONG_ID) and has_floor(PONG_FIXED_ID) and has_floor(CUBE_CRASH_ID)
     assert not has_floor("CartPole-v1") and not has_floor("no/such-v0")
+
+
+def test_a_physics_constant_changed_in_its_one_place_changes_env_and_floor(monkeypatch):
+    """The floor has no Pong rules of its own: change the ball speed where it lives
+    (``envs.pong.DEFAULTS``) and the floor is still exact where nothing is hidden and still
+    agrees with the env's own replay of random headings."""
+    from forward_models.envs import pong
+
+    monkeypatch.setitem(pong.DEFAULTS, "speed", 1.37)
+    assert envs.make(PONG_ID, 32).unwrapped.rules.speed == 1.37
+    eps, context, actions, truth = windows(rollouts(PONG_FIXED_ID, 8, max_steps=60), 3, 40)
+    assert len(eps) >= 4
+    assert mse(floor_for_env(PONG_FIXED_ID, {}, 32, context, actions, 40), truth).max() == 0
+    checked = 0
+    for e in rollouts(PONG_ID, 12, seed=7):
+        if len(e["obs"]) < 12:
+            continue
+        frames, acts, heading = e["obs"][None, :2], e["action"][None, :-1], [e["heading"]]
+        pred = pong_floor(frames, acts, len(e["obs"]) - 2, headings=heading)
+        assert np.array_equal(pred[0], e["obs"][2:].astype(np.float32) / 255)
+        checked += 1
+        with pytest.raises(FloorError, match="does not reproduce"):  # the old speed cannot
+            pong_floor(e["obs"][None, :8], acts, 2, headings=heading, speed=1.0)
+    assert checked >= 8

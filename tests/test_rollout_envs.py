@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import env_config
 from forward_models import models
-from forward_models.agents import keyboard_agent, pong_keymap
+from forward_models.agents import keyboard_agent
 from forward_models.data.collect import collect
 from forward_models.data.windows import StreamingWindows, WindowSampler
 from forward_models.data.zarr_store import open_rollouts
@@ -117,10 +117,12 @@ def test_env_without_rgb_array_rendering_is_a_clear_error():
 
 
 def test_keyboard_agents():
-    agent = keyboard_agent(make("forward_models/TwoPlayerPong-v0", 32))
+    pong = make("forward_models/TwoPlayerPong-v0", 32)
+    agent = keyboard_agent(pong)
     assert agent.act() == 4
     agent.hold({"w", "down"})
-    assert agent.act() == pong_keymap()[("w", "down")] == (1 + 1) * 3 + (-1 + 1)
+    keys = pong.unwrapped.get_keys_to_action()
+    assert agent.act() == keys[("w", "down")] == (1 + 1) * 3 + (-1 + 1)
     cube = keyboard_agent(make(CUBE_CRASH_ID, 32))
     cube.hold({"left"})
     assert cube.act() == 1

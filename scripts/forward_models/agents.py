@@ -7,7 +7,7 @@ per step from the observation and the env's info dict.
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 from gymnasium import spaces
@@ -24,7 +24,9 @@ class Agent(Protocol):
 class RandomAgent:
     """Uniform random actions from the action space."""
 
-    def __init__(self, action_space: spaces.Space):
+    any_env: ClassVar[bool] = True
+
+    def __init__(self, action_space: spaces.Space, size: int | None = None):
         self.space = action_space
 
     def reset(self, rng: np.random.Generator) -> None:
@@ -38,7 +40,7 @@ class RandomAgent:
 class StickyRandomAgent(RandomAgent):
     """Repeats its last action with probability ``stickiness``: smoother, wider-ranging motion."""
 
-    def __init__(self, action_space: spaces.Space, stickiness: float = 0.8):
+    def __init__(self, action_space: spaces.Space, size: int | None = None, stickiness=0.8):
         super().__init__(action_space)
         self.stickiness = stickiness
 
@@ -59,6 +61,8 @@ class PongAgent:
     otherwise; with probability ``stochasticity`` (drawn per episode from ``stochasticity``
     when a range is given) it moves at random instead.
     """
+
+    any_env: ClassVar[bool] = False
 
     def __init__(self, action_space: spaces.Space, size: int, stochasticity=(0.5, 1.0)):
         if not (isinstance(action_space, spaces.Discrete) and action_space.n == 9):
@@ -113,39 +117,39 @@ class KeyboardAgent:
         return self.default if best is None else self.keymap[best]
 
 
-def pong_keymap() -> dict[tuple[str, ...], int]:
-    """w/s move the left paddle, up/down the right one; any combination of the two."""
-    left = {(): 0, ("w",): -1, ("s",): 1}
-    right = {(): 0, ("up",): -1, ("down",): 1}
-    return {lk + rk: encode_action(lv, rv) for lk, lv in left.items() for rk, rv in right.items()}
-
-
 def keyboard_agent(env) -> KeyboardAgent:
-    """A keyboard agent for ``env``: Pong and CubeCrash have maps here, others their own
-    ``get_keys_to_action`` (ALE), else the digit keys pick a discrete action."""
+    """A keyboard agent for ``env``: its own ``get_keys_to_action`` (the built-in envs and
+    ALE's), else the digit keys pick a discrete action."""
     space, inner = env.action_space, env.unwrapped
-    spec_id = env.spec.id if env.spec else ""
-    if spec_id.startswith("forward_models/TwoPlayerPong"):
-        return KeyboardAgent(pong_keymap(), encode_action(0, 0))
-    if spec_id == "forward_models/CubeCrash-v0":
-        return KeyboardAgent({("left",): 1, ("right",): 2}, 0)
     if hasattr(inner, "get_keys_to_action"):
         keys = {
             tuple(chr(c) if isinstance(c, int) else c for c in k): v
             for k, v in inner.get_keys_to_action().items()
         }
-        return KeyboardAgent(keys, 0)
+        return KeyboardAgent(keys, keys.get((), 0))
     if isinstance(space, spaces.Discrete):
         return KeyboardAgent({(str(i),): i for i in range(min(space.n, 10))}, 0)
-    raise ValueError(f"no keyboard map for {spec_id or env} with actions {space}")
+    raise ValueError(f"no keyboard map for {env.spec.id if env.spec else env} with actions {space}")
+
+
+AGENTS = {"random": RandomAgent, "sticky": StickyRandomAgent, "pong": PongAgent}
+"""Every agent kind a config can name. Those with ``any_env`` False were written for particular
+envs, which list them in the env table (:attr:`forward_models.envs.EnvKind.agents`)."""
 
 
 def make_agent(kind: str, action_space: spaces.Space, size: int, **kwargs) -> Agent:
     """Build an agent by its config name."""
-    if kind == "random":
-        return RandomAgent(action_space, **kwargs)
-    if kind == "sticky":
-        return StickyRandomAgent(action_space, **kwargs)
-    if kind == "pong":
-        return PongAgent(action_space, size, **kwargs)
-    raise ValueError(f"unknown agent {kind!r}; expected one of 'random', 'sticky', 'pong'")
+    if kind not in AGENTS:
+        raise ValueError(f"unknown agent {kind!r}; expected one of {', '.join(map(repr, AGENTS))}")
+    return AGENTS[kind](action_space, size, **kwargs)
+
+
+def fits(kind: str, env_id: str) -> bool:
+    """Whether agent ``kind`` can drive ``env_id``: a generic agent any env, a scripted one the
+    envs whose table entry lists it."""
+    from forward_models import envs
+
+    if AGENTS[kind].any_env:
+        return True
+    env_kind = envs.kind_of(env_id)
+    return env_kind is not None and kind in env_kind.agents

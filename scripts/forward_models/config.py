@@ -19,12 +19,14 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 from pydantic import Field, ValidationError, create_model, field_validator, model_validator
 
-from forward_models import families
+from forward_models import agents, families
 from forward_models.model_config import TINY_TRAIN, Strict
+
+AgentKind = Literal[tuple(agents.AGENTS)]
 
 
 class AgentConfig(Strict):
-    kind: Literal["random", "sticky", "pong"] = "random"
+    kind: AgentKind = "random"
     """Rollout agent: uniform random, sticky random, or the scripted two-player Pong agent."""
     kwargs: dict[str, Any] = {}
     """Agent options: ``stickiness`` for sticky, ``stochasticity`` (a value or [low, high],
@@ -67,12 +69,14 @@ class EnvConfig(Strict):
 
     @model_validator(mode="after")
     def _agent_fits(self):
-        from forward_models import envs
+        if not agents.fits(self.agent.kind, self.id):
+            from forward_models import envs
 
-        if self.agent.kind == "pong" and not envs.is_pong(self.id):
+            written_for = [i for k in envs.KINDS if self.agent.kind in k.agents for i in k.ids]
+            generic = [k for k, a in agents.AGENTS.items() if a.any_env]
             raise ValueError(
-                f"agent.kind 'pong' steers the built-in Pong's paddles; {self.id!r} is not "
-                f"that Pong: use agent kind 'random' or 'sticky'"
+                f"agent.kind {self.agent.kind!r} is written for {', '.join(written_for)}, not "
+                f"{self.id!r}: use agent kind {' or '.join(map(repr, generic))}"
             )
         return self
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from forward_models import frames
+from forward_models import frames, metrics
 from forward_models.data.windows import to_batch
 from forward_models.data.zarr_store import Rollouts
 from forward_models.models.base import ForwardModel, split_window
@@ -58,26 +58,10 @@ def predict(
     return torch.cat(out).float().clamp(0, 1)
 
 
-def step_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
-    """Per episode and step (E, T): MSE on [0, 1] pixels, PSNR in dB (capped at 100) and SSIM."""
-    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
-
-    mse = ((pred - truth) ** 2).flatten(2).mean(-1).clamp_min(1e-10)
-    e, t = mse.shape
-    s = ssim(
-        pred.flatten(0, 1).float(), truth.flatten(0, 1).float(), data_range=1.0, reduction="none"
-    )
-    return {
-        "mse": mse.numpy(),
-        "psnr": (10 * torch.log10(1.0 / mse)).numpy(),
-        "ssim": s.view(e, t).numpy(),
-    }
-
-
 def tidy(errors: dict[str, np.ndarray], episodes: np.ndarray, **labels) -> pd.DataFrame:
     """Long table: one row per episode x horizon x metric, plus constant label columns."""
     e, t = next(iter(errors.values())).shape
-    frames = [
+    parts = [
         pd.DataFrame(
             {
                 "episode": np.repeat(episodes, t),
@@ -88,7 +72,7 @@ def tidy(errors: dict[str, np.ndarray], episodes: np.ndarray, **labels) -> pd.Da
         )
         for name, values in errors.items()
     ]
-    df = pd.concat(frames, ignore_index=True)
+    df = pd.concat(parts, ignore_index=True)
     for k, v in reversed(labels.items()):
         df.insert(0, k, v)
     return df
@@ -122,16 +106,16 @@ def evaluate(
     labels = {**labels, "reference": family.reference, "floor": family.floor}
     table = pd.concat(
         [
-            tidy(step_errors(pred, truth), ids, **labels, predictor=name)
+            tidy(metrics.step_errors(pred, truth), ids, **labels, predictor=name)
             for name, pred in preds.items()
         ],
         ignore_index=True,
     )
     examples = {
         "episode": ids[:8],
-        "context": uint8_frames(context[:8]),
-        "truth": uint8_frames(truth[:8]),
-        "prediction": uint8_frames(preds["model"][:8]),
+        "context": frames.uint8_frames(context[:8]),
+        "truth": frames.uint8_frames(truth[:8]),
+        "prediction": frames.uint8_frames(preds["model"][:8]),
         "action": actions[:8].numpy(),  # the actions behind each prediction
     }
     return table, examples
@@ -145,11 +129,6 @@ def shuffled_actions(batch: dict, precondition: int) -> dict:
     return {**batch, "action": action}
 
 
-def uint8_frames(x: torch.Tensor) -> np.ndarray:
-    """(B, T, C, H, W) floats in [0, 1] -> (B, T, H, W, C) uint8."""
-    return frames.to_uint8(frames.channels_last(x.float().cpu().numpy()))
-
-
 def run_metrics(table: pd.DataFrame, floor: pd.DataFrame | None = None) -> dict[str, float]:
     """eval/{metric}_h{h} of the model at every horizon, each metric's mean over horizons and,
     given the floor run's table on the same episodes, eval/x_floor_h{h}: MSE / the floor's."""
@@ -158,6 +137,6 @@ def run_metrics(table: pd.DataFrame, floor: pd.DataFrame | None = None) -> dict[
     out.update({f"eval/{m}_mean": v for m, v in model.groupby(level="metric").mean().items()})
     if floor is not None:
         best = floor[(floor["predictor"] == "model") & (floor["metric"] == "mse")]
-        ratio = model["mse"] / best.groupby("horizon")["value"].mean()
+        ratio = metrics.x_floor(model["mse"], best.groupby("horizon")["value"].mean())
         out.update({f"eval/x_floor_h{h}": v for h, v in ratio.items()})
     return out

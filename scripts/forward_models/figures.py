@@ -211,13 +211,10 @@ def asset_frames(model, context, actions, steps: int) -> dict[str, np.ndarray]:
             preds.append(frame[0])
             thetas.append(state["theta"][0])
 
-    def u8(x):
-        return frames.to_uint8(frames.channels_last(x.float().numpy()))
-
     return {
-        "sprites": u8(model.assets().detach()),  # (K, H, W, C)
-        "warped": u8(torch.stack(warped)),  # (T, K, H, W, C)
-        "prediction": u8(torch.stack(preds)),  # (T, H, W, C)
+        "sprites": frames.uint8_frames(model.assets()),  # (K, H, W, C)
+        "warped": frames.uint8_frames(torch.stack(warped)),  # (T, K, H, W, C)
+        "prediction": frames.uint8_frames(torch.stack(preds)),  # (T, H, W, C)
         "theta": torch.stack(thetas).numpy(),  # (T, K, 2, 3)
     }
 

@@ -16,6 +16,12 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(np.asarray(x, np.float32), 0.0, 1.0) * 255).astype(np.uint8)
 
 
+def uint8_frames(x) -> np.ndarray:
+    """A torch tensor of (..., C, H, W) floats in [0, 1] -> (..., H, W, C) uint8 (torch is not
+    imported here: anything with ``.detach().float().cpu()`` will do)."""
+    return to_uint8(channels_last(x.detach().float().cpu().numpy()))
+
+
 def channels_last(x: np.ndarray) -> np.ndarray:
     """(..., C, H, W) -> (..., H, W, C), as torch lays frames out and images are drawn."""
     return np.moveaxis(np.asarray(x), -3, -1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from forward_models import metrics
+
 RUN_KEYS = ["env", "model", "seed", "reference", "floor", "predictor", "horizon", "metric"]
 
 
@@ -29,8 +31,8 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
     # Distance to the floor where the env has one (NaN elsewhere: never invented).
     best = out[out["floor"]].groupby(["env", "horizon"])["mean"].mean().rename("floor_mean")
     out = out.join(best, on=["env", "horizon"])
-    out["x_floor"] = out["mean"] / out.pop("floor_mean")
-    out["db_above_floor"] = 10 * np.log10(out["x_floor"])
+    out["x_floor"] = metrics.x_floor(out["mean"], out.pop("floor_mean"))
+    out["db_above_floor"] = metrics.db_above_floor(out["x_floor"])
     # Controllability: how much worse the model gets on another episode's actions.
     keys = ["env", "model", "horizon"]
     runs = rows.pivot_table(index=[*keys, "seed"], columns="predictor", values="mean")

@@ -21,11 +21,6 @@ from forward_models import envs, frames, models
 from forward_models.agents import keyboard_agent
 
 
-def _to_u8(frame: torch.Tensor) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> (H, W, C) uint8."""
-    return frames.to_uint8(frames.channels_last(frame.float().cpu().numpy()))
-
-
 def _to_float(shown: list[np.ndarray]) -> torch.Tensor:
     """P frames (H, W, C) uint8 -> (1, P, C, H, W) in [0, 1]."""
     return torch.from_numpy(np.stack(shown)).permute(0, 3, 1, 2).float().div(255)[None]
@@ -96,7 +91,7 @@ class Dream(gym.Env):
             raise ValueError(f"action {action!r} is not in {self.action_space}")
         a = torch.as_tensor(np.asarray(action)[None])
         frame, self.state = self.model.step(self.state, a)
-        self._frame = _to_u8(frame[0])
+        self._frame = frames.uint8_frames(frame[0])
         return self._frame.copy(), 0.0, False, False, {}
 
     def render(self):

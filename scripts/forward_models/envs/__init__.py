@@ -7,6 +7,9 @@ that size, any other id is rendered with ``render_mode="rgb_array"`` and resized
 from __future__ import annotations
 
 import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -16,7 +19,49 @@ PONG_ID = "forward_models/TwoPlayerPong-v0"
 PONG_FIXED_ID = "forward_models/TwoPlayerPongFixed-v0"
 CUBE_CRASH_ID = "forward_models/CubeCrash-v0"
 DREAM_ID = "forward_models/Dream-v0"
-BUILTIN = {PONG_ID, PONG_FIXED_ID}  # these draw at any size; all others are rendered and resized
+
+
+@dataclass(frozen=True)
+class EnvKind:
+    """What the project knows about one kind of env it ships (DreamerV3's ``make_env`` table)."""
+
+    name: str
+    entry_point: str
+    """Gymnasium entry point of its class."""
+    ids: dict[str, dict[str, Any]]
+    """The ids it is registered under, each with its registered kwargs."""
+    draws_at_size: bool = False
+    """Draws at the config's frame size (``size`` kwarg); otherwise rendered and resized."""
+    floor: str | None = None
+    """``module:function`` of its floor (:mod:`forward_models.floor`), or None."""
+    agents: tuple[str, ...] = ()
+    """Scripted agents written for it (:data:`forward_models.agents.AGENTS`); the generic ones
+    fit every env."""
+    max_episode_steps: int | None = None
+
+    def floor_function(self):
+        module, name = self.floor.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+KINDS = (
+    EnvKind(
+        "pong",
+        "forward_models.envs.pong:TwoPlayerPong",
+        {PONG_ID: {}, PONG_FIXED_ID: {"heading": 0.3}},
+        draws_at_size=True,
+        floor="forward_models.floor.pong:pong_floor",
+        agents=("pong",),
+    ),
+    EnvKind(
+        "cube_crash",
+        "forward_models.envs.cube_crash:CubeCrash",
+        {CUBE_CRASH_ID: {}},
+        floor="forward_models.floor.cube_crash:cube_crash_floor",
+    ),
+    # A trained checkpoint's dynamics (imports torch when made).
+    EnvKind("dream", "forward_models.play:Dream", {DREAM_ID: {}}, max_episode_steps=1000),
+)
 
 
 def register() -> None:
@@ -25,31 +70,33 @@ def register() -> None:
 
     Idempotent; runs on package import.
     """
-    if DREAM_ID not in gym.registry:  # a trained checkpoint's dynamics (imports torch when made)
-        gym.register(DREAM_ID, entry_point="forward_models.play:Dream", max_episode_steps=1000)
-    if CUBE_CRASH_ID not in gym.registry:
-        gym.register(CUBE_CRASH_ID, entry_point="forward_models.envs.cube_crash:CubeCrash")
-    if PONG_ID not in gym.registry:
-        gym.register(PONG_ID, entry_point="forward_models.envs.pong:TwoPlayerPong")
-    if PONG_FIXED_ID not in gym.registry:
-        gym.register(
-            PONG_FIXED_ID,
-            entry_point="forward_models.envs.pong:TwoPlayerPong",
-            kwargs={"heading": 0.3},
-        )
+    for kind in KINDS:
+        for env_id, kwargs in kind.ids.items():
+            if env_id not in gym.registry:
+                gym.register(
+                    env_id,
+                    entry_point=kind.entry_point,
+                    kwargs=kwargs,
+                    max_episode_steps=kind.max_episode_steps,
+                )
 
 
 register()
 
 
+def kind_of(env_id: str) -> EnvKind | None:
+    """The built-in kind ``env_id`` is registered as (any id with its entry point), or None."""
+    spec = gym.registry.get(env_id)
+    return next((k for k in KINDS if spec is not None and spec.entry_point == k.entry_point), None)
+
+
+def env_kwargs(env_id: str, kwargs: dict | None) -> dict:
+    """The kwargs ``gymnasium.make`` builds ``env_id`` with: its registered ones, then ``kwargs``."""
+    return {**gym.registry[env_id].kwargs, **(kwargs or {})}
+
+
 class UnknownEnvError(ValueError):
     pass
-
-
-def is_pong(env_id: str) -> bool:
-    """Whether ``env_id`` is the built-in two-player Pong (any registered variant)."""
-    spec = gym.registry.get(env_id)
-    return spec is not None and spec.entry_point == "forward_models.envs.pong:TwoPlayerPong"
 
 
 def check_env_installed(env_id: str) -> None:
@@ -89,7 +136,8 @@ def make(env_id: str, size: int, kwargs: dict | None = None, max_episode_steps: 
     if size <= 0:
         raise ValueError(f"frame size must be a positive number of pixels, got {size}")
     kwargs = dict(kwargs or {})
-    if env_id in BUILTIN:
+    kind = kind_of(env_id)
+    if kind is not None and kind.draws_at_size:
         env = gym.make(env_id, size=size, max_episode_steps=max_episode_steps, **kwargs)
     else:
         env = gym.make(

@@ -29,14 +29,24 @@ class CubeCrash(gym.Env):
         self.observation_space = spaces.Box(0, 255, (H, W, 3), np.uint8)
         self.action_space = spaces.Discrete(3)
 
+    def get_keys_to_action(self) -> dict[tuple[str, ...], int]:
+        """The arrow keys steer the cube (key names as pygame spells them)."""
+        return {(): 0, ("left",): 1, ("right",): 2}
+
+    def start_ranges(self) -> dict[str, tuple[int, int]]:
+        """The reset's draws, in the order it draws them: each uniform on ``[lo, hi)``."""
+        half = self.hole_width // 2
+        return {"x": (3, W - 3), "y": (3, H // 6), "hole": (half + 1, W - half - 1)}
+
+    def set_state(self, x: int, y: int, hole: int) -> None:
+        """Put the cube at column ``x``, row ``y`` and the hole at ``hole`` (a reset's state)."""
+        self.x, self.y, self.hole = x, y, hole
+        self.potential = -abs(self.x - self.hole)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        rng = self.np_random
-        self.x = int(rng.integers(3, W - 3))
-        self.y = int(rng.integers(3, H // 6))
-        half = self.hole_width // 2
-        self.hole = int(rng.integers(half + 1, W - half - 1))
-        self.potential = -abs(self.x - self.hole)
+        draws = {k: int(self.np_random.integers(*r)) for k, r in self.start_ranges().items()}
+        self.set_state(**draws)
         return self._observe(), {"cube": (self.x, self.y), "hole": self.hole}
 
     def step(self, action):

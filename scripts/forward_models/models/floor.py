@@ -56,7 +56,7 @@ class Floor(ForwardModel):
         if self.env is None:
             raise RuntimeError("the floor needs prepare(rollouts) first: it replays their env")
         obs, p = batch["obs"], precondition
-        context = frames.to_uint8(frames.channels_last(obs[:, :p].float().cpu().numpy()))
+        context = frames.uint8_frames(obs[:, :p])
         actions = batch["action"][:, :-1].cpu().numpy()  # a[0..L-2]: replayed from the reset
         pred = floor.floor_for_env(
             self.env["id"],
