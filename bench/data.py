@@ -3,7 +3,7 @@
     python bench/data.py                 # about 3 minutes on 2 cores
     python bench/data.py --frames 1e6    # also the 10^6-frame streaming run (peak memory)
 
-Prints one markdown table (paste it into the README's performance section). Ratios are against
+Prints one markdown table (paste it into docs/benchmarks.md). Ratios are against
 baselines measured in the same run; the raw loop and each collection are run ``--repeats`` times,
 interleaved, and the median is reported (this machine's speed drifts by a few percent). Each
 collection runs in a fresh subprocess so its peak RSS (main process + workers) is its own.
