@@ -28,7 +28,8 @@ import torch  # noqa: E402
 from forward_models import config, models  # noqa: E402
 from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
-from forward_models.training import pick_device, sampler, train  # noqa: E402
+from forward_models.devices import pick_device  # noqa: E402
+from forward_models.training import sampler, train  # noqa: E402
 
 
 class OneBatch:

@@ -12,8 +12,8 @@ from _rule import run
 from forward_models import models, tracking
 from forward_models.config import EvaluationConfig, MlflowConfig
 from forward_models.data.zarr_store import open_rollouts
+from forward_models.devices import pick_device
 from forward_models.evaluation import evaluate, run_metrics
-from forward_models.training import pick_device
 
 
 def main(snakemake):

@@ -8,24 +8,23 @@ import torch
 from _rule import run
 from forward_models import models
 from forward_models.config import MlflowConfig
-from forward_models.training import train_job
+from forward_models.training import TrainJob, train_job
 
 
 def main(snakemake):
     p = snakemake.params
     torch.set_num_threads(snakemake.threads)
-    train_job(
-        snakemake.input.rollouts,
-        models.parse_config(p.model),
-        int(snakemake.wildcards.seed),
-        dict(snakemake.output.items()),
-        MlflowConfig.model_validate(p.mlflow),
-        p.run_name,
-        p.device,
-        p.progress,
-        p.horizon,
-        p.verify,
+    job = TrainJob(
+        model=models.parse_config(p.model),
+        seed=int(snakemake.wildcards.seed),
+        mlflow=MlflowConfig.model_validate(p.mlflow),
+        run_name=p.run_name,
+        device=p.device,
+        progress=p.progress,
+        horizon=p.horizon,
+        verify=p.verify,
     )
+    train_job(snakemake.input.rollouts, job, dict(snakemake.output.items()))
 
 
 if __name__ == "__main__":

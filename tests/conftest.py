@@ -1,3 +1,9 @@
+"""What the test modules share (no test module imports another): the repo, env configs,
+the families by what they declare, small models and windows, the scratch workflow runner and
+the fault tally."""
+
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -7,7 +13,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))  # the package, also without `pip install -e .`
 
 import forward_models  # noqa: E402,F401  (registers the built-in envs)
+import torch  # noqa: E402
+from forward_models import families, models  # noqa: E402
 from forward_models.config import EnvConfig  # noqa: E402
+from forward_models.models import REGISTRY  # noqa: E402
+from forward_models.models.frame_fed import FrameFed  # noqa: E402
 
 # Splits every EnvConfig needs; tests pass the episodes and seed to collect() themselves.
 SPLITS = {"train": {"episodes": 1, "seed": 0}, "test": {"episodes": 1, "seed": 1}}
@@ -43,7 +53,87 @@ def pong_spec():
     )
 
 
+# --- families and small models ---------------------------------------------------------
+FRAME = (3, 16, 16)
+LEARNED = sorted(set(REGISTRY) - families.references())
+# Families that predict from (context, actions) alone; the floor replays the rollouts' env.
+STEPPABLE = sorted(arch for arch, cls in REGISTRY.items() if not cls.replays_env)
+
+
+def tiny(arch: str) -> dict:
+    """The family's own small sizes (its config's ``TINY``), without dropout: these tests check
+    what a model can fit, and dropout only adds noise to that."""
+    cls = REGISTRY[arch].Config
+    out = {k: v for k, v in cls.TINY.items() if k != "train"}
+    return out | ({"dropout": 0.0} if "dropout" in cls.model_fields else {})
+
+
+# Families that draw pixels from their state or the action (not only move what they read).
+DRAWS = sorted(arch for arch, cls in REGISTRY.items() if cls.Config.draws_pixels)
+FRAME_FED = [a for a, cls in REGISTRY.items() if issubclass(cls, FrameFed)]
+
+
+def small(arch, **over):
+    cfg = {"arch": arch, "precondition": 2, **tiny(arch)}
+    cfg.update(over)
+    return models.build(cfg, FRAME, n_actions=9)
+
+
+def window(b=4, length=8, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "obs": torch.rand(b, length, *FRAME, generator=g),
+        "action": torch.randint(0, 9, (b, length), generator=g),
+        "mask": torch.ones(b, length, dtype=torch.bool),
+    }
+
+
+# --- the real workflow in a scratch copy of the repo -----------------------------------------
+def snakemake(cwd, *args, check=True):
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--configfile",
+        "config/test.yaml",
+        *args,
+    ]
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+def scratch_repo(tmp_path):
+    for part in ("workflow", "scripts", "config", "envs"):
+        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+# --- the fault tally (tests/test_faults.py) -------------------------------------------------
+TALLY = {"tried": 0, "clear": 0, "silent": 0, "lost": 0}
+
+
+def summary_line() -> str:
+    """Printed at the end of the test session (:func:`pytest_terminal_summary`)."""
+    return (
+        f"faults tried {TALLY['tried']}, clear errors {TALLY['clear']}, "
+        f"silent {TALLY['silent']}, data lost {TALLY['lost']}"
+    )
+
+
+def tally(clear: bool, silent: bool = False, lost: bool = False) -> None:
+    TALLY["tried"] += 1
+    TALLY["clear"] += clear
+    TALLY["silent"] += silent
+    TALLY["lost"] += lost
+    assert clear and not silent and not lost
+
+
 def pytest_terminal_summary(terminalreporter):
-    faults = sys.modules.get("test_faults")
-    if faults is not None and faults.TALLY["tried"]:
-        terminalreporter.write_line(faults.summary_line())
+    if TALLY["tried"]:
+        terminalreporter.write_line(summary_line())

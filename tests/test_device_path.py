@@ -5,13 +5,13 @@ A GPU makes these fast; what they compute is checked here, where tests run (no G
 import numpy as np
 import pytest
 import torch
-from conftest import env_config
+from conftest import LEARNED, env_config, small, window
 from forward_models.data.collect import collect
 from forward_models.data.windows import DeviceWindows, WindowSampler
 from forward_models.data.zarr_store import open_rollouts
+from forward_models.devices import autocast, compiled_loss
 from forward_models.model_config import TrainConfig
-from forward_models.training import autocast, compiled_loss, train
-from test_models import LEARNED, small, window
+from forward_models.training import train
 
 
 @pytest.fixture(scope="module")

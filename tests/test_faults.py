@@ -3,39 +3,21 @@ wrong and what would be valid) and for nothing silent or lost. At the end one li
 ``faults tried N, clear errors N, silent 0, data lost 0``."""
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import env_config
+from conftest import ROOT, env_config, scratch_repo, snakemake, tally
 from forward_models import config, models
 from forward_models.data.collect import collect
 from forward_models.data.windows import WindowSampler
 from forward_models.data.zarr_store import open_rollouts
+from forward_models.health import TrainingDiverged, non_finite
 from forward_models.model_config import TrainConfig
-from forward_models.training import PROGRESS, TrainingDiverged, non_finite, train
+from forward_models.progress import PROGRESS
+from forward_models.training import train
 from pydantic import ValidationError
-
-ROOT = Path(__file__).resolve().parents[1]
-TALLY = {"tried": 0, "clear": 0, "silent": 0, "lost": 0}
-
-
-def summary_line() -> str:
-    """Printed at the end of the test session (``pytest_terminal_summary`` in conftest.py)."""
-    return (
-        f"faults tried {TALLY['tried']}, clear errors {TALLY['clear']}, "
-        f"silent {TALLY['silent']}, data lost {TALLY['lost']}"
-    )
-
-
-def tally(clear: bool, silent: bool = False, lost: bool = False) -> None:
-    TALLY["tried"] += 1
-    TALLY["clear"] += clear
-    TALLY["silent"] += silent
-    TALLY["lost"] += lost
-    assert clear and not silent and not lost
 
 
 def default_with(over: dict) -> dict:
@@ -131,7 +113,6 @@ def test_non_finite_batchnorm_statistics_are_found():
 
 
 def test_a_failing_rule_leaves_its_traceback_in_the_log(tmp_path):
-    from test_workflow import scratch_repo, snakemake
 
     repo = scratch_repo(tmp_path)
     (repo / "bad.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "nowhere://x"}}))
@@ -254,7 +235,6 @@ BROKEN_YAML = "seeds: [0, 1\nmodels: {}\n"  # an unclosed list: the error is on 
 
 
 def test_a_yaml_syntax_error_in_the_workflow_config_names_file_and_line(tmp_path):
-    from test_workflow import scratch_repo, snakemake
 
     repo = scratch_repo(tmp_path)
     (repo / "config/config.yaml").write_text(BROKEN_YAML)
@@ -281,7 +261,6 @@ def test_a_yaml_syntax_error_in_an_overlay_or_preset_names_file_and_line(tmp_pat
 
 
 def test_with_verify_stores_a_reading_rule_refuses_a_damaged_store_naming_the_file(tmp_path):
-    from test_workflow import scratch_repo, snakemake
 
     repo = scratch_repo(tmp_path)
     snakemake(repo, "results/rollouts/pong/train.zarr", "--configfile", "config/test.yaml")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_workflow import ROOT, scratch_repo
+from conftest import ROOT, scratch_repo
 
 SCRIPTS = sorted(p for p in (ROOT / "scripts").glob("*.py") if not p.name.startswith("_"))
 
@@ -89,16 +89,27 @@ def test_a_new_family_is_one_model_file_and_one_preset(tmp_path):
     (repo / f"config/models/{NEW_FAMILY}.yaml").write_text(
         preset.replace("arch: conv_gru_residual", f"arch: {NEW_FAMILY}")
     )
-    tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_models.py",
-         "-k", NEW_FAMILY],
-        cwd=repo, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert tests.returncode == 0, tests.stdout[-3000:]
-    passed = int(re.search(r"(\d+) passed", tests.stdout).group(1))
-    # shapes, stepping = rollout, gradients, action alignment, teacher forcing, overfitting,
-    # save/load: every registry-wide test ran on it
-    assert passed >= 7, tests.stdout[-1000:]
+    pytest = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "",
+        "tests/test_models.py",
+    ]
+    ran = subprocess.run(
+        [*pytest, "-rA", "-k", NEW_FAMILY], cwd=repo, capture_output=True, text=True, timeout=900
+    )
+    assert ran.returncode == 0, ran.stdout[-3000:]
+    listed = subprocess.run(
+        [*pytest, "--collect-only", "-q"], cwd=repo, capture_output=True, text=True, timeout=300
+    ).stdout
+    # Every registry-wide test that runs on the family it was copied from ran on it, by name.
+    source_tests = set(re.findall(r"::(\w+)\[conv_gru_residual\]", listed))
+    passed = set(re.findall(rf"PASSED \S+::(\w+)\[{NEW_FAMILY}\]", ran.stdout))
+    assert len(source_tests) >= 7 and passed == source_tests, (source_tests, passed)
     (repo / "new.yaml").write_text(yaml.safe_dump({"models": {"twin": {"preset": NEW_FAMILY}}}))
     targets = ["results/eval/pong/twin/seed0/metrics.parquet"]
     targets += ["results/figures/pong/twin/seed0/rollout_strip.png"]

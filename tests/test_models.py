@@ -1,41 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import DRAWS, FRAME, FRAME_FED, LEARNED, STEPPABLE, small, tiny, window
 from forward_models import families, models
 from forward_models.data.collect import run_episode
 from forward_models.models import REGISTRY
 from forward_models.models.base import split_window
-from forward_models.models.frame_fed import FrameFed
-
-FRAME = (3, 16, 16)
-LEARNED = sorted(set(REGISTRY) - families.references())
-# Families that predict from (context, actions) alone; the floor replays the rollouts' env.
-STEPPABLE = sorted(arch for arch, cls in REGISTRY.items() if not cls.replays_env)
-
-
-def tiny(arch: str) -> dict:
-    """The family's own small sizes (its config's ``TINY``), without dropout: these tests check
-    what a model can fit, and dropout only adds noise to that."""
-    cls = REGISTRY[arch].Config
-    out = {k: v for k, v in cls.TINY.items() if k != "train"}
-    return out | ({"dropout": 0.0} if "dropout" in cls.model_fields else {})
-
-
-# Families that draw pixels from their state or the action (not only move what they read).
-DRAWS = [
-    "rnn_deconv",
-    "rnn_dense",
-    "frame_transformer_dense",
-    "transform_kernel",
-    "conv_gru_residual",
-]
-FRAME_FED = [a for a, cls in REGISTRY.items() if issubclass(cls, FrameFed)]
-
-
-def small(arch, **over):
-    cfg = {"arch": arch, "precondition": 2, **tiny(arch)}
-    cfg.update(over)
-    return models.build(cfg, FRAME, n_actions=9)
 
 
 def test_every_learned_family_declares_tiny_sizes():
@@ -49,17 +19,9 @@ def test_families_read_without_torch_equal_the_model_files_classes():
     assert set(heads) == set(REGISTRY)
     for arch, cls in heads.items():
         real = REGISTRY[arch].Config
-        assert (cls.reference, cls.TINY) == (real.reference, real.TINY), arch
+        flags = ("reference", "floor", "draws_pixels", "has_assets", "TINY")
+        assert [getattr(cls, f) for f in flags] == [getattr(real, f) for f in flags], arch
         assert cls.model_json_schema() == real.model_json_schema(), arch
-
-
-def window(b=4, length=8, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    return {
-        "obs": torch.rand(b, length, *FRAME, generator=g),
-        "action": torch.randint(0, 9, (b, length), generator=g),
-        "mask": torch.ones(b, length, dtype=torch.bool),
-    }
 
 
 @pytest.mark.parametrize("arch", STEPPABLE)

@@ -19,7 +19,7 @@ from gymnasium.utils.env_checker import check_env
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-from test_models import tiny  # noqa: E402
+from conftest import tiny  # noqa: E402
 
 FAMILIES = sorted(a for a, cls in models.REGISTRY.items() if not cls.replays_env)
 

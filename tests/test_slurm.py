@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ROOT, scratch_repo
 from forward_models.config import deep_merge
-from test_workflow import ROOT, scratch_repo
 
 pytestmark = pytest.mark.slow
 # The plugin waits this long before its first status check (default 40 s); tiny jobs are faster.

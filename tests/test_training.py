@@ -5,8 +5,10 @@ from forward_models import models
 from forward_models.data.collect import collect
 from forward_models.data.windows import WindowSampler
 from forward_models.data.zarr_store import open_rollouts
+from forward_models.health import NonFiniteLossError
 from forward_models.model_config import TrainConfig
-from forward_models.training import PROGRESS, NonFiniteLossError, train
+from forward_models.progress import PROGRESS
+from forward_models.training import train
 
 CFG = {
     "arch": "rnn_deconv",

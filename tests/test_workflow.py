@@ -1,44 +1,16 @@
 """End-to-end: the real Snakemake workflow on the tiny overlay, in a scratch copy of the repo."""
 
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from test_models import FRAME_FED, LEARNED  # archs that read frames (have a one-step error)
+from conftest import FRAME_FED, LEARNED, ROOT, scratch_repo, snakemake
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 PRESETS = sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml"))
-
-
-def snakemake(cwd, *args, check=True):
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        "2",
-        "--configfile",
-        "config/test.yaml",
-        *args,
-    ]
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc
-
-
-def scratch_repo(tmp_path):
-    for part in ("workflow", "scripts", "config", "envs"):
-        shutil.copytree(ROOT / part, tmp_path / part, ignore=shutil.ignore_patterns("__pycache__"))
-    return tmp_path
 
 
 @pytest.fixture(scope="module")

@@ -44,10 +44,11 @@ class TrainConfig(Strict):
     """``step``: the thesis' step decay (``lr_decay_every``). ``cosine``: from ``lr`` down to 0
     at ``steps`` along a half cosine, which ends a short budget on settled weights."""
 
-    def lr_factor(self, step: int) -> float:
-        """The learning rate at ``step`` as a multiple of ``lr``."""
+    def lr_factor(self, step: int, fraction: float | None = None) -> float:
+        """The learning rate at ``step`` as a multiple of ``lr``; the cosine runs over
+        ``fraction`` of the budget where given (a time budget), else over ``steps``."""
         if self.lr_schedule == "cosine":
-            return cosine(step / max(self.steps, 1))
+            return cosine(step / max(self.steps, 1) if fraction is None else fraction)
         return 1.0 / (step // self.lr_decay_every + 1)
 
     grad_clip: float = Field(1.0, gt=0)
@@ -101,6 +102,12 @@ class ModelConfig(Strict):
     floor: ClassVar[bool] = False
     """The floor: the best achievable prediction, which other models' errors are divided by
     (``x floor``). Run only on envs that have one (:func:`forward_models.floor.has_floor`)."""
+    draws_pixels: ClassVar[bool] = False
+    """Draws pixels from its state or the action (rather than only moving pixels it reads):
+    the registry-wide tests check it can produce frames its inputs do not hold."""
+    has_assets: ClassVar[bool] = False
+    """Learns sprites it composites (``assets()``, states with ``warped`` and ``theta``): the
+    workflow draws its asset figures."""
     TINY: ClassVar[dict[str, Any]] = {}
     """The family's small sizes (a ``train`` key may adjust :data:`TINY_TRAIN`), used by the
     debug overlay (``tiny: true``) and the registry-wide tests."""

@@ -67,7 +67,7 @@ def all_figures():
         + all_runs("results/figures/{env}/{model}/seed{seed}/rollout_strip.png")
         + all_runs(
             "results/figures/{env}/{model}/seed{seed}/assets.png",
-            models=[m for m, c in CFG.models.items() if c.arch == "asset_stn"],
+            models=[m for m, c in CFG.models.items() if c.has_assets],
         )
     )
 

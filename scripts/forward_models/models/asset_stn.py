@@ -23,6 +23,7 @@ from forward_models.models.layers import ConvEncoder, RecurrentCore
 
 
 class AssetSTNConfig(RecurrentConfig):
+    has_assets = True
     TINY = {"hidden": 8, "embed": 4}
 
     arch: Literal["asset_stn"] = "asset_stn"

@@ -38,6 +38,9 @@ class ForwardModel(nn.Module):
         action_dim: int = 0,
     ):
         super().__init__()
+        _, h, w = frame_shape
+        if why := cfg.frame_problem(h) or cfg.frame_problem(w):  # the config's own check
+            raise ValueError(f"{cfg.arch} {why}, got a {h}x{w} frame")
         self.cfg, self.frame_shape = cfg, tuple(frame_shape)
         self.n_actions, self.action_dim = n_actions, action_dim
 

@@ -47,6 +47,7 @@ class ConvGRUCell(nn.Module):
 
 
 class ConvGRUResidualConfig(FrameFedConfig):
+    draws_pixels = True
     TINY = {"channels": 4, "hidden": 4}
 
     arch: Literal["conv_gru_residual"] = "conv_gru_residual"
@@ -85,8 +86,6 @@ class ConvGRUResidual(FrameFed):
     def __init__(self, cfg: ConvGRUResidualConfig, frame_shape, n_actions, action_dim: int = 0):
         super().__init__(cfg, frame_shape, n_actions, action_dim)
         c, h, w = frame_shape
-        if why := cfg.frame_problem(h) or cfg.frame_problem(w):  # the rule config checks use
-            raise ValueError(f"conv_gru_residual {why}, got a {h}x{w} frame")
         ch = cfg.channels
 
         def down(c_in):  # two stride-2 convs: full -> 1/4 resolution

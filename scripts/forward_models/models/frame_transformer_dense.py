@@ -20,6 +20,7 @@ from forward_models.models.layers import ACT
 
 
 class FrameTransformerDenseConfig(FrameFedConfig):
+    draws_pixels = True
     TINY = {"hidden": 16}
 
     arch: Literal["frame_transformer_dense"] = "frame_transformer_dense"

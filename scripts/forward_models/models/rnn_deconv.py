@@ -18,6 +18,7 @@ from forward_models.models.layers import ConvEncoder, DeconvRenderer, RecurrentC
 
 
 class RNNDeconvConfig(RecurrentConfig):
+    draws_pixels = True
     # Longer than the others in the tiny run, so it passes a resume checkpoint and validation.
     TINY = {
         "hidden": 16,

@@ -14,6 +14,7 @@ from forward_models.models.layers import ACT, RecurrentCore
 
 
 class RNNDenseConfig(RecurrentConfig):
+    draws_pixels = True
     TINY = {"hidden": 8, "width": 16}
 
     arch: Literal["rnn_dense"] = "rnn_dense"

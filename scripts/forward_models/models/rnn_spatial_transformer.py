@@ -48,8 +48,6 @@ class RNNSpatialTransformer(FrameFed):
     ):
         super().__init__(cfg, frame_shape, n_actions, action_dim)
         c, h, w = frame_shape
-        if why := cfg.frame_problem(h) or cfg.frame_problem(w):  # the rule config checks use
-            raise ValueError(f"rnn_spatial_transformer {why}, got a {h}x{w} frame")
         self.encoder = ConvEncoder(c * cfg.precondition, (h, w), cfg.hidden)
         self.core = RecurrentCore(cfg, n_actions, action_dim)
         chans = [c] + [max(cfg.features, 16)] * (cfg.convs - 1) + [cfg.features]

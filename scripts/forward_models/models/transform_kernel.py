@@ -21,6 +21,7 @@ from forward_models.models.layers import ACT, ConvEncoder
 
 
 class TransformKernelConfig(FrameFedConfig):
+    draws_pixels = True
     TINY = {"features": 4, "transform": 8}
 
     arch: Literal["transform_kernel"] = "transform_kernel"
