@@ -7,8 +7,9 @@ by side (one thread each) and read them together with ``--table``:
     python bench/long.py --table s0.jsonl s1.jsonl s2.jsonl
 
 ``--eval-seed 2`` scores on a dev split (for choosing settings), the default is the default
-config's test split. The training loop is the bench's (bench/models.py): each family's own
-``loss``, Adam, gradient clipping; ``lr_schedule: cosine`` runs over the time budget here.
+config's test split. The training loop is the workflow's (``forward_models.training.train``):
+each family's own ``loss``, Adam, gradient clipping, its lr schedule; ``lr_schedule: cosine``
+runs over the time budget here.
 Each line of ``--out`` is one evaluation: steps, seconds, frames, x floor per horizon (1-32),
 the mean MSE over h=1-32 and its ratio to the floor's.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,8 +33,8 @@ from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
 from forward_models.evaluation import eval_windows, predict  # noqa: E402
-from forward_models.model_config import cosine  # noqa: E402
-from models import PONG, floor_of, train_step  # noqa: E402  (bench/models.py)
+from forward_models.training import Budget, train  # noqa: E402
+from models import PONG, UNBOUNDED, floor_of  # noqa: E402  (bench/models.py)
 
 HORIZON = 32
 SHOWN = (1, 2, 4, 8, 16, 32)
@@ -66,43 +67,46 @@ def run(args) -> None:
     cfg = yaml.safe_load(Path(args.config).read_text())
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
-    train = store(data, "train", 1000, PONG.splits["train"].seed)
+    rollouts = store(data, "train", 1000, PONG.splits["train"].seed)
     test = store(data, "eval", 100, args.eval_seed)
     torch.manual_seed(args.seed)
-    model = models.build(cfg, train.frame_shape, train.n_actions)
+    model = models.build(cfg, rollouts.frame_shape, rollouts.n_actions)
     p, tc = model.cfg.precondition, model.cfg.train
     batch = eval_windows(test, p, HORIZON, 100)
     floor_mse = horizon_mse(floor_of(test, p), batch, p)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr)
-    sampler = WindowSampler(train, tc.seq_len, seed=args.seed, from_start=tc.from_start)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    budget, spent, frames, step, due = args.minutes * 60, 0.0, 0, 0, 0.0
+    sampler = WindowSampler(rollouts, tc.seq_len, seed=args.seed, from_start=tc.from_start)
     with open(args.out, "w") as out:
-        while True:
-            if spent >= due or spent >= budget:
-                mse = horizon_mse(model, batch, p)
-                x = metrics.x_floor(mse, floor_mse)
-                rec = {
-                    "config": args.config, "seed": args.seed, "step": step,
-                    "seconds": round(spent, 1), "frames": frames,
-                    "x_floor": [round(float(v), 3) for v in x],
-                    "mse_mean": float(mse.mean()), "floor_mean": float(floor_mse.mean()),
-                    "mean_x": float(metrics.x_floor(mse.mean(), floor_mse.mean())),
-                }  # fmt: skip
-                print(json.dumps(rec), file=out, flush=True)
-                print(f"{spent:7.0f} s  step {step:6d}  mean x floor {rec['mean_x']:.2f}  "
-                      f"x floor at h={SHOWN}: {[rec['x_floor'][h - 1] for h in SHOWN]}",
-                      file=sys.stderr, flush=True)  # fmt: skip
-                due += args.every
-                if spent >= budget:
-                    break
-            tick = clock()
-            if tc.lr_schedule == "cosine":
-                for group in opt.param_groups:
-                    group["lr"] = tc.lr * cosine(spent / budget)
-            frames += train_step(model, opt, sampler)
-            step += 1
-            spent += clock() - tick
+
+        def evaluate(model, step: int, spent: float, frames: int) -> None:
+            mse = horizon_mse(model, batch, p)
+            x = metrics.x_floor(mse, floor_mse)
+            rec = {
+                "config": args.config, "seed": args.seed, "step": step,
+                "seconds": round(spent, 1), "frames": frames,
+                "x_floor": [round(float(v), 3) for v in x],
+                "mse_mean": float(mse.mean()), "floor_mean": float(floor_mse.mean()),
+                "mean_x": float(metrics.x_floor(mse.mean(), floor_mse.mean())),
+            }  # fmt: skip
+            print(json.dumps(rec), file=out, flush=True)
+            print(f"{spent:7.0f} s  step {step:6d}  mean x floor {rec['mean_x']:.2f}  "
+                  f"x floor at h={SHOWN}: {[rec['x_floor'][h - 1] for h in SHOWN]}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
+        evaluate(model, 0, 0.0, 0)
+        budget = Budget(args.minutes * 60, args.clock, args.every, evaluate)
+        with tempfile.TemporaryDirectory() as scratch:
+            unbounded = tc.model_copy(update=UNBOUNDED)
+            train(
+                model,
+                sampler,
+                None,
+                unbounded,
+                scratch,
+                args.seed,
+                "cpu",
+                progress=False,
+                budget=budget,
+            )
     if args.checkpoint:
         torch.save({"config": cfg, "state_dict": model.state_dict()}, args.checkpoint)
 

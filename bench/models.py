@@ -7,9 +7,10 @@ For each model: parameters, training frames/s on this machine (predicted frames 
 optimisation), and open-loop MSE / PSNR at horizons 1, 8, 16, 32 on held-out episodes, and the
 MSE as a multiple of the floor's on the same episodes ("x floor"; references are models here
 too). ``--eval-seed 2`` evaluates on a dev split instead of the default config's test split, for
-choosing settings. Training uses each family's own ``loss`` (the
-workflow's code path) with Adam and gradient clipping; only the stopping rule (time, not steps)
-differs from the workflow, so every family gets the same budget.
+choosing settings. Training is the workflow's loop (``forward_models.training.train``: each
+family's own ``loss``, Adam, gradient clipping, its lr schedule); only the stopping rule (a time
+budget, not steps; a cosine schedule runs over the time) differs, so every family gets the same
+budget.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,32 +30,25 @@ from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
 from forward_models.evaluation import eval_windows, predict  # noqa: E402
+from forward_models.training import Budget, train  # noqa: E402
 
 PONG = config.load_yaml(ROOT / "config" / "config.yaml").envs["pong"]  # the default env
 HORIZONS = (1, 8, 16, 32)
 
 
 def train_for(model, data: WindowSampler, seconds: float) -> tuple[int, float]:
-    cfg = model.cfg.train
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    model.train()
-    steps, frames, t0 = 0, 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        frames += train_step(model, opt, data)
-        steps += 1
-    return steps, frames / (time.perf_counter() - t0)
+    """Train with the workflow's loop (:func:`~forward_models.training.train`: the family's
+    loss, Adam, clipping, its lr schedule, autocast) for ``seconds`` of wall-clock training on
+    the CPU; returns the steps taken and the training frames per second."""
+    cfg = model.cfg.train.model_copy(update=UNBOUNDED)
+    with tempfile.TemporaryDirectory() as out:
+        log = train(model, data, None, cfg, out, 0, "cpu", progress=False, budget=Budget(seconds))
+    last = log[log["metric"] == "frames_per_s"].iloc[-1]
+    return int(last["step"]), float(last["value"])
 
 
-def train_step(model, opt, data: WindowSampler) -> int:
-    """One optimiser step on a fresh batch (the family's own loss, clipped); frames predicted."""
-    cfg = model.cfg.train
-    batch = data.sample(cfg.batch_size)
-    loss, _ = model.loss(batch)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    opt.step()
-    return int(batch["mask"][:, model.cfg.precondition :].sum())
+# A time budget stops these runs: no step count, no progress checkpoint, one log line at the end.
+UNBOUNDED = {"steps": 10**12, "checkpoint_every": 10**12, "log_every": 10**12}
 
 
 def errors(model, test, episodes: int = 100) -> dict[str, list[float]]:
@@ -124,7 +117,7 @@ def main() -> None:
     names = args.families or sorted(configs)
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        train = open_rollouts(
+        rollouts = open_rollouts(
             collect(PONG, Path(d) / "train.zarr", 1000, seed=0, workers=2, progress=False)
         )
         test = open_rollouts(
@@ -135,12 +128,12 @@ def main() -> None:
         for name in names:
             cfg = configs[name]
             torch.manual_seed(0)
-            model = models.build(cfg, train.frame_shape, train.n_actions)
-            model.prepare(train)
+            model = models.build(cfg, rollouts.frame_shape, rollouts.n_actions)
+            model.prepare(rollouts)
             params = sum(p.numel() for p in model.parameters())
             steps, fps = (0, float("nan"))
             if model.trainable:
-                sampler = WindowSampler(train, model.cfg.train.seq_len, seed=0)
+                sampler = WindowSampler(rollouts, model.cfg.train.seq_len, seed=0)
                 steps, fps = train_for(model, sampler, args.seconds)
             err = errors(model, test)
             rows.append((name, params, steps, fps, err))

@@ -61,8 +61,8 @@ class Budget:
     """Stop after ``seconds`` of training (validation and checkpoints excluded), counted on the
     ``wall`` clock or in this process's ``cpu`` seconds (all its threads: fair when runs share
     a machine). With a budget the cosine schedule runs over the seconds, not the steps.
-    ``every`` (seconds) and ``on_clock`` add a hook called as the training clock passes each
-    multiple of ``every`` and when training stops: ``on_clock(model, step, seconds, frames)``,
+    ``every`` (seconds) and ``on_clock`` add a hook called once the training clock has passed
+    each multiple of ``every``, and when training stops: ``on_clock(model, step, seconds, frames)``,
     its time excluded too (the benchmarks' evaluations against compute)."""
 
     seconds: float = math.inf
@@ -72,6 +72,10 @@ class Budget:
 
     def now(self) -> float:
         return time.process_time() if self.clock == "cpu" else time.perf_counter()
+
+    def next_hook(self, seconds: float) -> float:
+        """The first multiple of ``every`` after ``seconds``."""
+        return self.every * (math.floor(seconds / self.every) + 1)
 
 
 @dataclass(frozen=True)
@@ -90,18 +94,18 @@ class Due:
 
 
 def due(
-    step: int, seconds: float, cfg: TrainConfig, budget: Budget, validates: bool, hooked: float
+    step: int, seconds: float, cfg: TrainConfig, budget: Budget, validates: bool, hook_at: float
 ) -> Due:
     """The one place that decides, after ``step`` steps and ``seconds`` of training, whether to
-    log, validate, write a progress checkpoint, call the budget's hook (last called at
-    ``hooked`` seconds) and stop."""
+    log, validate, write a progress checkpoint, call the budget's hook (due at ``hook_at``
+    seconds) and stop."""
     stop = step >= cfg.steps or seconds >= budget.seconds
     return Due(
         log=step % cfg.log_every == 0 or stop,
         validate=validates and (step % cfg.val_every == 0 or stop),
         checkpoint=step % cfg.checkpoint_every == 0 and not stop,
         stop=stop,
-        hook=budget.on_clock is not None and (stop or seconds >= hooked + budget.every),
+        hook=budget.on_clock is not None and (stop or seconds >= hook_at),
     )
 
 
@@ -187,7 +191,7 @@ def train(
     set_matmul_precision(dev, cfg.precision)
     loss_fn = compiled_loss(model, cfg.compile)
     # Training time excludes validation, checkpoints and hooks (``aside``): error against compute.
-    t0, aside, resumed, hooked = budget.now(), 0.0, list(clock), clock[0]
+    t0, aside, resumed, hook_at = budget.now(), 0.0, list(clock), budget.next_hook(clock[0])
     frames = torch.zeros((), dtype=torch.long, device=dev)  # since this (re)start
     stop = step >= cfg.steps
     while not stop:
@@ -205,7 +209,7 @@ def train(
         step += 1
         frames += batch["mask"][:, p:].sum()
         bar.update(1)
-        now = due(step, spent[0], cfg, budget, bool(val_batches), hooked)
+        now = due(step, spent[0], cfg, budget, bool(val_batches), hook_at)
         stop = now.stop
         if now.sync:
             if why := health.problem():  # the one host sync, every log_every steps
@@ -237,7 +241,7 @@ def train(
                 raise diverged(f"{bad} became non-finite", step)
             save_progress(ckpt_path, model, opt, sched, train_data, step, rows, clock, run_config)
         if now.hook:
-            hooked = spent[0]
+            hook_at = budget.next_hook(spent[0])
             budget.on_clock(model, step, spent[0], resumed[1] + int(frames))
         aside += budget.now() - tick
     bar.close()
