@@ -89,17 +89,11 @@ def window(b=4, length=8, seed=0):
 
 
 # --- the real workflow in a scratch copy of the repo -----------------------------------------
-def snakemake(cwd, *args, check=True):
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--cores",
-        "2",
-        "--configfile",
-        "config/test.yaml",
-        *args,
-    ]
+def snakemake(cwd, *args, configfiles=("config/test.yaml",), check=True):
+    """Run snakemake in ``cwd`` with ``args`` (targets, options) and the config files, which go
+    last in one ``--configfile`` (given twice, snakemake keeps only the last list, and a target
+    before it would be read as a config file)."""
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", *args, "--configfile", *configfiles]
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(

@@ -55,6 +55,7 @@ def test_a_bf16_training_run_stays_finite_and_learns(store, tmp_path):
     assert np.isfinite(loss).all() and loss[-1] < loss[0]
 
 
+@pytest.mark.slow
 def test_compiled_and_eager_losses_agree():
     torch.manual_seed(0)
     model = small("rnn_dense")

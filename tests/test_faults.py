@@ -112,12 +112,13 @@ def test_non_finite_batchnorm_statistics_are_found():
     tally(non_finite(model) is not None and "running_var" in non_finite(model))
 
 
+@pytest.mark.slow
 def test_a_failing_rule_leaves_its_traceback_in_the_log(tmp_path):
 
     repo = scratch_repo(tmp_path)
     (repo / "bad.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "nowhere://x"}}))
     proc = snakemake(
-        repo, "results/mlflow/experiment.json", "--configfile", "config/test.yaml", "bad.yaml",
+        repo, "results/mlflow/experiment.json", configfiles=("config/test.yaml", "bad.yaml"),
         check=False,
     )  # fmt: skip
     log = (repo / "results/logs/mlflow_init.log").read_text()
@@ -234,6 +235,7 @@ def test_verify_passes_an_intact_store(store):
 BROKEN_YAML = "seeds: [0, 1\nmodels: {}\n"  # an unclosed list: the error is on line 2
 
 
+@pytest.mark.slow
 def test_a_yaml_syntax_error_in_the_workflow_config_names_file_and_line(tmp_path):
 
     repo = scratch_repo(tmp_path)
@@ -260,19 +262,17 @@ def test_a_yaml_syntax_error_in_an_overlay_or_preset_names_file_and_line(tmp_pat
     tally("mine.yaml" in str(err.value))
 
 
+@pytest.mark.slow
 def test_with_verify_stores_a_reading_rule_refuses_a_damaged_store_naming_the_file(tmp_path):
 
     repo = scratch_repo(tmp_path)
-    snakemake(repo, "results/rollouts/pong/train.zarr", "--configfile", "config/test.yaml")
+    snakemake(repo, "results/rollouts/pong/train.zarr")
     shard = repo / "results/rollouts/pong/train.zarr/data/obs/c.0.0.0.0"
     blob = bytearray(shard.read_bytes())
     blob[-10] ^= 0x01  # inside the shard index: every file stays, the checksum breaks
     shard.write_bytes(bytes(blob))
     target = "results/models/pong/copy_last/seed0/checkpoint.pt"
-    proc = snakemake(
-        repo, target, "--configfile", "config/test.yaml", "--config", "verify_stores=true",
-        check=False,
-    )  # fmt: skip
+    proc = snakemake(repo, target, "--config", "verify_stores=true", check=False)
     log = "".join(p.read_text() for p in (repo / "results/logs/train").rglob("*.log"))
     tally(
         proc.returncode != 0 and "data/obs file data/obs/c.0.0.0.0 does not decode" in log,

@@ -34,6 +34,7 @@ def dry_run_in_process(cwd: Path) -> tuple[str, set[str]]:
     return out, modules
 
 
+@pytest.mark.slow
 def test_dry_run_of_the_default_config_imports_no_torch_and_runs_each_reference_once():
     out, modules = dry_run_in_process(ROOT)
     assert "Job stats" in out, out[-3000:]
@@ -46,6 +47,7 @@ def test_dry_run_of_the_default_config_imports_no_torch_and_runs_each_reference_
         assert len(jobs) == seeds * n_envs, ref  # once per env x seed, not inside every run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_every_rule_script_has_a_standalone_help_naming_its_wildcards(script):
     proc = subprocess.run(

@@ -106,6 +106,7 @@ def test_teacher_forcing_never_shows_the_frame_being_predicted(arch):
         torch.testing.assert_close(frame, obs[:, 2 - 1 + t])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", DRAWS)
 def test_learns_frames_that_only_the_previous_action_explains(arch):
     """Every frame o[t+1] shows the action a[t] as a brightness. A model misaligned by one step
@@ -129,6 +130,7 @@ def test_learns_frames_that_only_the_previous_action_explains(arch):
     assert loss.item() < 0.02, loss.item()  # misaligned, the floor is the action variance ~0.104
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", LEARNED)
 def test_overfits_one_batch_of_pong(arch, pong_spec):
     ep = run_episode(pong_spec, np.random.SeedSequence(0))

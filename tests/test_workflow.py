@@ -114,7 +114,7 @@ def test_second_run_has_nothing_to_do(run):
 def test_changing_one_model_reruns_only_its_jobs(run, tmp_path):
     overlay = tmp_path / "change.yaml"
     overlay.write_text(yaml.safe_dump({"models": {"rnn_deconv": {"hidden": 12}}}))
-    out = snakemake(run, "-n", "--configfile", "config/test.yaml", str(overlay)).stdout
+    out = snakemake(run, "-n", configfiles=("config/test.yaml", str(overlay))).stdout
     assert planned_jobs(out) == {  # one job each: mean_frame's jobs and the rollouts stay done
         "train": 1,
         "evaluate": 1,
@@ -156,7 +156,7 @@ def test_lint_is_clean():
 def test_bad_config_fails_before_any_job(tmp_path, overlay, message):
     repo = scratch_repo(tmp_path)
     (repo / "bad.yaml").write_text(yaml.safe_dump(overlay))
-    proc = snakemake(repo, "--configfile", "config/test.yaml", "bad.yaml", check=False)
+    proc = snakemake(repo, configfiles=("config/test.yaml", "bad.yaml"), check=False)
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (repo / "results").exists()
@@ -264,7 +264,7 @@ def test_beyond_pong_runs_an_atari_game_and_a_continuous_action_env(tmp_path):
     (Pendulum) through the whole DAG; neither has a floor, so no "x floor" is invented."""
     repo = scratch_repo(tmp_path)
     (repo / "tiny.yaml").write_text(BEYOND_TINY)
-    snakemake(repo, "--configfile", "config/beyond.yaml", "tiny.yaml", "--replace-workflow-config")
+    snakemake(repo, "--replace-workflow-config", configfiles=("config/beyond.yaml", "tiny.yaml"))
     summary = pd.read_csv(repo / "results/eval/summary.csv")
     models = set(yaml.safe_load((repo / "config/beyond.yaml").read_text())["models"])
     assert {"conv_gru_transport", "copy_last"} <= models
