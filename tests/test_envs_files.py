@@ -151,27 +151,42 @@ def env_venv(env: str) -> Path:
 
     Conda channels are unreachable here, but every dependency of these env files is a pip
     package, so this installs what ``--use-conda`` would, minus the interpreter. pip's cache
-    and the local wheels reuse the one torch wheel for all of them."""
+    and the local wheels reuse the one torch wheel for all of them. ``--no-compile``: the
+    bytecode of the whole of torch is most of an install's time, and importing compiles what it
+    needs."""
     reqs = env_pip_list(env)
     digest = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:12]
     venv = ENV_VENVS / f"{env}-{digest}"
     python = venv / "bin" / "python"
     if not (venv / "complete").exists():
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q", "--no-input", *reqs]
+        pip = [str(python), "-m", "pip", "install", "-q", "--no-input", "--no-compile", *reqs]
         done = subprocess.run(pip, capture_output=True, text=True)
         assert done.returncode == 0, f"envs/{env}.yaml does not install:\n{done.stderr[-3000:]}"
         (venv / "complete").touch()
     return python
 
 
+ENVS = sorted(p.stem for p in (ROOT / "envs").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def venvs() -> dict[str, Path]:
+    """Every env file's venv, built two at a time (pip is one process per venv: the second core
+    would idle otherwise)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        return dict(zip(ENVS, pool.map(env_venv, ENVS), strict=True))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("env", sorted(p.stem for p in (ROOT / "envs").glob("*.yaml")))
-def test_env_file_builds_and_runs_its_rules_imports(env):
+@pytest.mark.parametrize("env", ENVS)
+def test_env_file_builds_and_runs_its_rules_imports(env, venvs):
     """Every module each rule of this env reaches imports in a venv holding only the env file's
     packages (no system site-packages, no project install: Snakemake puts scripts/ on the
     path), with the implicit ones pandas needs by name."""
-    python = env_venv(env)
+    python = venvs[env]
     scripts = [script for _, e, script in rule_envs() if e == env]
     assert scripts, f"no rule uses envs/{env}.yaml"
     third, own = set(), set()
