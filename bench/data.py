@@ -24,34 +24,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
-from forward_models.config import EnvConfig  # noqa: E402
+from forward_models.config import RolloutSource  # noqa: E402
 
-SPLITS = {"train": {"episodes": 1, "seed": 0}, "test": {"episodes": 1, "seed": 1}}  # unused
-PONG = EnvConfig(
-    id="forward_models/TwoPlayerPong-v0",
-    size=64,
-    max_episode_steps=200,
+PONG = RolloutSource(
+    env={"id": "forward_models/TwoPlayerPong-v0", "size": 64, "max_episode_steps": 200},
     agent={"kind": "pong", "kwargs": {"stochasticity": [0.5, 1.0]}},
-    splits=SPLITS,
 )
 
 
-def ale() -> EnvConfig:  # built when used: without ale-py the id fails validation (ValueError)
-    return EnvConfig(
-        id="ALE/Pong-v5",
-        size=64,
-        max_episode_steps=400,
+def ale() -> RolloutSource:  # built when used: without ale-py the id fails validation
+    return RolloutSource(
+        env={"id": "ALE/Pong-v5", "size": 64, "max_episode_steps": 400},
         agent={"kind": "sticky", "kwargs": {"stickiness": 0.8}},
-        splits=SPLITS,
     )
 
 
-def raw_loop(spec: EnvConfig, frames: int) -> float:
+def raw_loop(spec: RolloutSource, frames: int) -> float:
     """Bare Gymnasium loop with the collection's agent, no storage: frames/s."""
-    from forward_models import agents, envs
+    from forward_models import agents
 
-    env = envs.make(spec.id, spec.size, spec.kwargs, spec.max_episode_steps)
-    agent = agents.make_agent(spec.agent.kind, env.action_space, spec.size, **spec.agent.kwargs)
+    env = spec.env.make()
+    agent = agents.make_agent(spec.agent.kind, env.action_space, spec.env.size, **spec.agent.kwargs)
     n, ep, t0 = 0, 0, time.perf_counter()
     while n < frames:
         agent.reset(np.random.default_rng(ep))
@@ -63,13 +56,13 @@ def raw_loop(spec: EnvConfig, frames: int) -> float:
     return frames / (time.perf_counter() - t0)
 
 
-def collect_in_subprocess(spec: EnvConfig, out: Path, episodes: int, workers: int) -> dict:
+def collect_in_subprocess(spec: RolloutSource, out: Path, episodes: int, workers: int) -> dict:
     # Peak RSS is sampled from /proc over the main process and its workers together
     # (summing ru_maxrss of parent and children overstates it: forked pages are shared).
     code = f"""
 import json, os, sys, threading, time
 sys.path.insert(0, {str(ROOT / "scripts")!r})
-from forward_models.config import EnvConfig
+from forward_models.config import RolloutSource
 from forward_models.data.collect import collect
 from forward_models.data.zarr_store import open_rollouts
 def rss(pid):
@@ -84,7 +77,7 @@ def watch():
         peak[0] = max(peak[0], rss(os.getpid()) + sum(rss(k) for k in kids))
         time.sleep(0.5)
 threading.Thread(target=watch, daemon=True).start()
-spec = EnvConfig.model_validate_json({spec.model_dump_json()!r})
+spec = RolloutSource.model_validate_json({spec.model_dump_json()!r})
 t0 = time.perf_counter()
 collect(spec, {str(out)!r}, {episodes}, seed=0, workers={workers}, progress=False)
 dt = time.perf_counter() - t0

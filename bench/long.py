@@ -43,7 +43,7 @@ SHOWN = (1, 2, 4, 8, 16, 32)
 def store(data: Path, split: str, episodes: int, seed: int):
     path = data / f"{split}-seed{seed}.zarr"
     if not (path / "zarr.json").exists():
-        collect(PONG, path, episodes, seed=seed, workers=1, progress=False)
+        collect(PONG.source, path, episodes, seed=seed, workers=1, progress=False)
     return open_rollouts(path)
 
 

@@ -118,11 +118,16 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         rollouts = open_rollouts(
-            collect(PONG, Path(d) / "train.zarr", 1000, seed=0, workers=2, progress=False)
+            collect(PONG.source, Path(d) / "train.zarr", 1000, seed=0, workers=2, progress=False)
         )
         test = open_rollouts(
             collect(
-                PONG, Path(d) / "test.zarr", 100, seed=args.eval_seed, workers=2, progress=False
+                PONG.source,
+                Path(d) / "test.zarr",
+                100,
+                seed=args.eval_seed,
+                workers=2,
+                progress=False,
             )
         )
         for name in names:

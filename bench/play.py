@@ -32,7 +32,7 @@ def main(steps: int = 300) -> None:
     torch.set_num_threads(2)
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        store = open_rollouts(collect(PONG, Path(d) / "s.zarr", 5, seed=0, progress=False))
+        store = open_rollouts(collect(PONG.source, Path(d) / "s.zarr", 5, seed=0, progress=False))
         for preset in sorted((ROOT / "config" / "models").glob("*.yaml")):
             model = models.build(
                 yaml.safe_load(preset.read_text()), store.frame_shape, store.n_actions

@@ -74,7 +74,9 @@ def main() -> None:
     names = args.families or [n for n, m in cfg.models.items() if not m.reference]
     rows = []
     with tempfile.TemporaryDirectory() as d:
-        store = open_rollouts(collect(pong, Path(d) / "train.zarr", 300, seed=0, progress=False))
+        store = open_rollouts(
+            collect(pong.source, Path(d) / "train.zarr", 300, seed=0, progress=False)
+        )
         for name in names:
             for batch in args.batch:
                 m = cfg.models[name]

@@ -13,7 +13,13 @@ def main(snakemake):
     split = env.splits[snakemake.wildcards.split]
     out = snakemake.output.store
     collect(
-        env, out, split.episodes, split.seed, env.workers, env.min_length, snakemake.params.progress
+        env.source,
+        out,
+        split.episodes,
+        split.seed,
+        env.workers,
+        env.min_length,
+        snakemake.params.progress,
     )
 
 

@@ -15,12 +15,9 @@ sys.path.insert(0, str(ROOT / "scripts"))  # the package, also without `pip inst
 import forward_models  # noqa: E402,F401  (registers the built-in envs)
 import torch  # noqa: E402
 from forward_models import families, models  # noqa: E402
-from forward_models.config import EnvConfig  # noqa: E402
+from forward_models.config import RolloutSource  # noqa: E402
 from forward_models.models import REGISTRY  # noqa: E402
 from forward_models.models.frame_fed import FrameFed  # noqa: E402
-
-# Splits every EnvConfig needs; tests pass the episodes and seed to collect() themselves.
-SPLITS = {"train": {"episodes": 1, "seed": 0}, "test": {"episodes": 1, "seed": 1}}
 
 
 def env_config(
@@ -30,26 +27,23 @@ def env_config(
     agent: str = "random",
     agent_kwargs: dict | None = None,
     kwargs: dict | None = None,
-) -> EnvConfig:
-    """An env config for collect() (``max_episode_steps`` None: the env's own limit)."""
-    return EnvConfig(
-        id=env_id,
-        size=size,
-        kwargs=kwargs or {},
-        max_episode_steps=max_episode_steps,
+) -> RolloutSource:
+    """An env and its agent for collect() (``max_episode_steps`` None: the env's own limit)."""
+    return RolloutSource(
+        env={
+            "id": env_id,
+            "size": size,
+            "kwargs": kwargs or {},
+            "max_episode_steps": max_episode_steps,
+        },
         agent={"kind": agent, "kwargs": agent_kwargs or {}},
-        splits=SPLITS,
     )
 
 
 @pytest.fixture
 def pong_spec():
-    return EnvConfig(
-        id="forward_models/TwoPlayerPong-v0",
-        size=32,
-        max_episode_steps=80,
-        agent={"kind": "pong", "kwargs": {"stochasticity": [0.5, 1.0]}},
-        splits=SPLITS,
+    return env_config(
+        "forward_models/TwoPlayerPong-v0", 32, 80, "pong", {"stochasticity": [0.5, 1.0]}
     )
 
 

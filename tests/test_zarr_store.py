@@ -134,7 +134,7 @@ def test_rows_align_frames_with_the_actions_that_caused_them(pong_spec):
     ep = run_episode(pong_spec, np.random.SeedSequence(5))
     assert ep["terminated"][-1] or ep["truncated"][-1]
     assert not ep["terminated"][:-1].any() and ep["reward"][0] == 0
-    env = gym.make(pong_spec.id, size=pong_spec.size)
+    env = gym.make(pong_spec.env.id, size=pong_spec.env.size)
     seed = int(np.random.SeedSequence(5).spawn(2)[0].generate_state(1)[0])
     obs, _ = env.reset(seed=seed)
     np.testing.assert_array_equal(obs, ep["obs"][0])

@@ -40,7 +40,9 @@ class SplitConfig(Strict):
     """Root seed of the split; every episode's seed is derived from it."""
 
 
-class EnvConfig(Strict):
+class EnvSpec(Strict):
+    """What an env is: the same id, kwargs, size and step limit make the same frames anywhere."""
+
     id: str
     """Gymnasium id, e.g. forward_models/TwoPlayerPong-v0 or CartPole-v1 (must render rgb_array)."""
     size: int = Field(32, ge=8)
@@ -49,14 +51,6 @@ class EnvConfig(Strict):
     """Keyword arguments for ``gymnasium.make``."""
     max_episode_steps: int | None = Field(200, ge=1)
     """Truncate episodes after this many steps (None: the env's own limit)."""
-    min_length: int = Field(0, ge=0)
-    """Drop episodes shorter than this many steps (the next seeds replace them, in order)."""
-    agent: AgentConfig = AgentConfig()
-    """The agent that chooses actions during collection."""
-    workers: int = Field(2, ge=1)
-    """Processes collecting episodes in parallel (the stored bytes do not depend on it)."""
-    splits: dict[Literal["train", "test"], SplitConfig]
-    """Train and test splits; their seeds must differ so the episodes are disjoint."""
 
     @field_validator("id")
     @classmethod
@@ -67,17 +61,62 @@ class EnvConfig(Strict):
         envs.check_env_installed(v)
         return v
 
+    def make(self):
+        """The env, observing ``(size, size, 3)`` uint8 frames (:func:`forward_models.envs.make`)."""
+        from forward_models import envs
+
+        return envs.make(self.id, self.size, self.kwargs, self.max_episode_steps)
+
+
+class RolloutSource(Strict):
+    """What makes an episode: the env and the agent acting in it (collection's unit of work)."""
+
+    env: EnvSpec
+    """The env."""
+    agent: AgentConfig = AgentConfig()
+    """The agent that chooses its actions."""
+
     @model_validator(mode="after")
     def _agent_fits(self):
-        if not agents.fits(self.agent.kind, self.id):
-            from forward_models import envs
+        _check_agent(self.agent.kind, self.env.id)
+        return self
 
-            written_for = [i for k in envs.KINDS if self.agent.kind in k.agents for i in k.ids]
-            generic = [k for k, a in agents.AGENTS.items() if a.any_env]
-            raise ValueError(
-                f"agent.kind {self.agent.kind!r} is written for {', '.join(written_for)}, not "
-                f"{self.id!r}: use agent kind {' or '.join(map(repr, generic))}"
-            )
+
+def _check_agent(kind: str, env_id: str) -> None:
+    if not agents.fits(kind, env_id):
+        from forward_models import envs
+
+        written_for = [i for k in envs.KINDS if kind in k.agents for i in k.ids]
+        generic = [k for k, a in agents.AGENTS.items() if a.any_env]
+        raise ValueError(
+            f"agent.kind {kind!r} is written for {', '.join(written_for)}, not "
+            f"{env_id!r}: use agent kind {' or '.join(map(repr, generic))}"
+        )
+
+
+class EnvConfig(EnvSpec):
+    """An ``envs`` entry: the env (:class:`EnvSpec`) and how its splits are collected."""
+
+    min_length: int = Field(0, ge=0)
+    """Drop episodes shorter than this many steps (the next seeds replace them, in order)."""
+    agent: AgentConfig = AgentConfig()
+    """The agent that chooses actions during collection."""
+    workers: int = Field(2, ge=1)
+    """Processes collecting episodes in parallel (the stored bytes do not depend on it)."""
+    splits: dict[Literal["train", "test"], SplitConfig]
+    """Train and test splits; their seeds must differ so the episodes are disjoint."""
+
+    @property
+    def spec(self) -> EnvSpec:
+        return EnvSpec.model_validate(self.model_dump(include=set(EnvSpec.model_fields)))
+
+    @property
+    def source(self) -> RolloutSource:
+        return RolloutSource(env=self.spec, agent=self.agent)
+
+    @model_validator(mode="after")
+    def _agent_fits(self):
+        _check_agent(self.agent.kind, self.id)
         return self
 
     @model_validator(mode="after")

@@ -30,23 +30,22 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from forward_models import agents, envs
+from forward_models import agents
 from forward_models.data.ring import RowRing
 from forward_models.data.shards import ChunkLayout
 from forward_models.data.zarr_store import RolloutWriter
 
 if TYPE_CHECKING:  # only read here, never built: collecting imports no config machinery
-    from forward_models.config import EnvConfig
+    from forward_models.config import RolloutSource
 
 
 class EpisodeRunner:
     """An env and its agent, built once (in each worker process) and run episode after episode."""
 
-    def __init__(self, env: EnvConfig):
-        self.env = envs.make(env.id, env.size, env.kwargs, env.max_episode_steps)
-        self.agent = agents.make_agent(
-            env.agent.kind, self.env.action_space, env.size, **env.agent.kwargs
-        )
+    def __init__(self, source: RolloutSource):
+        spec, agent = source.env, source.agent
+        self.env = spec.make()
+        self.agent = agents.make_agent(agent.kind, self.env.action_space, spec.size, **agent.kwargs)
 
     def run(self, seed: np.random.SeedSequence) -> dict[str, np.ndarray]:
         """One episode as store rows (see :mod:`forward_models.data.zarr_store`)."""
@@ -75,9 +74,9 @@ class EpisodeRunner:
         return frames, {k: np.asarray(v) for k, v in steps.items()}
 
 
-def run_episode(env: EnvConfig, seed: np.random.SeedSequence) -> dict[str, np.ndarray]:
-    """One episode of ``env`` as store rows, on a fresh env (for tests and one-offs)."""
-    return EpisodeRunner(env).run(seed)
+def run_episode(source: RolloutSource, seed: np.random.SeedSequence) -> dict[str, np.ndarray]:
+    """One episode of ``source`` as store rows, on a fresh env (for tests and one-offs)."""
+    return EpisodeRunner(source).run(seed)
 
 
 def episode_seed(seed: int, i: int) -> np.random.SeedSequence:
@@ -136,7 +135,7 @@ class Error(NamedTuple):
 
 
 def _work(
-    tasks: Connection, conn: Connection, ring: RowRing, env: EnvConfig, layout: ChunkLayout
+    tasks: Connection, conn: Connection, ring: RowRing, source: RolloutSource, layout: ChunkLayout
 ) -> None:
     """A collection worker: runs the episodes it is sent, encodes their frames once placed.
 
@@ -145,7 +144,7 @@ def _work(
     """
     held: dict[int, list[np.ndarray]] = {}
     try:
-        runner = EpisodeRunner(env)
+        runner = EpisodeRunner(source)
         while True:
             match tasks.recv():
                 case Run(i, seed):
@@ -178,7 +177,7 @@ class _Workers:
     # and episodes held unplaced (bounds memory while an earlier, long episode still runs).
     QUEUE, HOLD = 3, 8
 
-    def __init__(self, env: EnvConfig, layout: ChunkLayout, n: int, seed: int):
+    def __init__(self, source: RolloutSource, layout: ChunkLayout, n: int, seed: int):
         ctx = mp.get_context("fork")
         self._tasks, self._conns, self._procs, self._rings = [], [], [], []
         for _ in range(n):
@@ -186,7 +185,7 @@ class _Workers:
             result_r, result_w = ctx.Pipe(duplex=False)
             # Loose rows: at most two fragments of a chunk per episode, a few episodes queued.
             ring = RowRing(ctx, 8 * layout.chunk_len, layout.frame_shape)
-            args = (task_r, result_w, ring, env, layout)
+            args = (task_r, result_w, ring, source, layout)
             proc = ctx.Process(target=_work, args=args, daemon=True)
             proc.start()
             task_r.close()
@@ -334,7 +333,7 @@ def _has(pkg: str) -> bool:
 
 
 def collect(
-    env: EnvConfig,
+    source: RolloutSource,
     out: str | Path,
     episodes: int,
     seed: int,
@@ -342,16 +341,15 @@ def collect(
     min_length: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Collect ``episodes`` episodes of ``env`` of at least ``min_length`` env steps into the
-    store ``out``; ``env.workers`` and ``env.min_length`` are not read, callers pass the values
-    they want (usually those).
+    """Collect ``episodes`` episodes of ``source`` (an env and its agent) of at least
+    ``min_length`` env steps into the store ``out``, with ``workers`` processes.
 
     Episodes shorter than ``min_length`` are dropped and the next seeds used, in order, so the
     result stays independent of ``workers``.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    probe = envs.make(env.id, env.size, env.kwargs, env.max_episode_steps)
+    probe = source.env.make()
     frame_shape = probe.observation_space.shape
     space = probe.action_space
     probe.close()
@@ -361,14 +359,15 @@ def collect(
     # Flush first: forked children inherit (and would print again) unflushed output.
     sys.stdout.flush()
     sys.stderr.flush()
-    pool = _Workers(env, layout, workers, seed)
+    pool = _Workers(source, layout, workers, seed)
     pool.launch(episodes)  # workers start while the store is set up
     action_shape = getattr(space, "shape", ()) if not hasattr(space, "n") else ()
     action_dtype = np.int64 if hasattr(space, "n") else np.float32
     attrs = {
-        "env": env.model_dump(
-            mode="json", include={"id", "size", "kwargs", "max_episode_steps", "agent"}
-        ),
+        "env": {
+            **source.env.model_dump(mode="json"),
+            "agent": source.agent.model_dump(mode="json"),
+        },
         "action_space": repr(space),
         "action_shape": list(action_shape),
         "n_actions": int(space.n) if hasattr(space, "n") else None,
