@@ -117,6 +117,34 @@ def test_without_a_floor_the_distance_to_it_is_empty_not_invented():
     assert board["x_floor"].isna().all() and "x floor" not in leaderboard_markdown(board)
 
 
+def test_the_results_table_is_generated_from_a_summary_floor_first_best_in_bold(tmp_path, capsys):
+    import pandas as pd
+    from forward_models.cli import main
+
+    rows = [
+        dict(env="pong", model=m, seed=seed, reference=m in ("floor", "copy_last"),
+             floor=m == "floor", predictor=p, horizon=h, metric="mse",
+             mean=(v + 0.001 * seed) * h if p == "model" else 9.0)
+        for m, v in (("floor", 0.001), ("copy_last", 0.002), ("good", 0.003), ("bad", 0.03))
+        for seed in (0, 1)
+        for h in (1, 2, 4)
+        for p in ("model", "model_shuffled_actions")
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "summary.csv", index=False)
+    main(["results-table", str(tmp_path / "summary.csv"), "--horizons", "1", "4"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert [line.split("|")[1].strip() for line in lines] == [
+        "*floor* (best achievable)",
+        "copy_last (reference)",
+        "good",
+        "bad",
+    ]
+    good = [c.strip() for c in lines[2].split("|")[2:-1]]
+    # seeds, h=1 (mean of 0.003 and 0.004), h=4, mean over h=1, 2, 4, and x the floor's mean
+    assert good == ["2", "**0.0035**", "**0.0140**", "**0.0082**", "**2.33**"]
+    assert "**" not in lines[1]  # a reference is never the best learned value
+
+
 def test_error_figure_draws_references_dashed(tmp_path):
     import pandas as pd
     from forward_models.figures import error_vs_horizon

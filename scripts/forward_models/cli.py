@@ -1,4 +1,4 @@
-"""The ``forward-models`` command: inspect stores, print the config schema."""
+"""The ``forward-models`` command: inspect stores, print the config schema, the results table."""
 
 from __future__ import annotations
 
@@ -136,6 +136,14 @@ def cmd_check_config(args) -> None:
     print(f"{' + '.join(files)}: valid; {len(cfg.envs)} envs, {runs} model runs")
 
 
+def cmd_results_table(args) -> None:
+    import pandas as pd
+
+    from forward_models.leaderboard import headline
+
+    print(headline(pd.read_csv(args.summary), args.horizons), end="")
+
+
 def cmd_check_report(args) -> None:
     from forward_models.report_check import check_report
 
@@ -180,6 +188,12 @@ def main(argv=None) -> None:
         help="as --replace-workflow-config: the files alone, without config/config.yaml",
     )
     p.set_defaults(fn=cmd_check_config)
+    p = sub.add_parser(
+        "results-table", help="the README's results table from a run's results/eval/summary.csv"
+    )
+    p.add_argument("summary", help="results/eval/summary.csv of a run")
+    p.add_argument("--horizons", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    p.set_defaults(fn=cmd_results_table)
     p = sub.add_parser("check-report", help="open a Snakemake HTML report in headless Chromium")
     p.add_argument("report")
     p.add_argument("--screenshot", help="save a screenshot of the report here")

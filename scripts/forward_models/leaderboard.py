@@ -88,3 +88,54 @@ def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
         body = table.to_markdown(colalign=align, disable_numparse=True)
         parts.append(f"{title}\n\n{body}\n")
     return "\n".join(parts)
+
+
+def headline(summary: pd.DataFrame, horizons: list[int], metric: str = "mse") -> str:
+    """The README's results table, per env: every model's open-loop ``metric`` (mean over
+    seeds) at ``horizons``, its mean over every horizon evaluated, and that mean as a multiple
+    of the floor's where the env has one; the floor first, then best first, the best learned
+    value of each column in bold. Generated, never copied: ``forward-models results-table``."""
+    rows = summary[(summary["predictor"] == "model") & (summary["metric"] == metric)]
+    runs = rows.groupby(["env", "model", "reference", "floor", "horizon"])["mean"].mean()
+    seeds = rows.groupby(["env", "model"])["seed"].nunique()
+    parts = []
+    for env, df in runs.reset_index().groupby("env"):
+        wide = df.pivot_table(
+            index=["model", "reference", "floor"], columns="horizon", values="mean"
+        )
+        top = int(wide.columns.max())
+        table = wide[[h for h in horizons if h in wide.columns]].copy()
+        table.columns = [f"h={h}" for h in table.columns]
+        table[f"mean h=1-{top}"] = wide.mean(axis=1)
+        floor = (
+            wide.xs(True, level="floor").mean(axis=1)
+            if wide.index.get_level_values("floor").any()
+            else None
+        )
+        if floor is not None:
+            table["x floor (mean)"] = metrics.x_floor(
+                table[f"mean h=1-{top}"], float(floor.iloc[0])
+            )
+        table = table.reset_index().sort_values(
+            ["floor", f"mean h=1-{top}"], ascending=[False, True]
+        )
+        learned = table[~table["reference"]]
+        cells = pd.DataFrame(index=table.index)
+        for col in table.columns[3:]:
+            fmt = "{:.2f}" if col.startswith("x floor") else "{:.4f}"
+            best = learned[col].min() if len(learned) else np.nan
+            cells[col] = [
+                f"**{fmt.format(v)}**" if v == best and not ref else fmt.format(v)
+                for v, ref in zip(table[col], table["reference"], strict=True)
+            ]
+        names = [
+            f"*{m}* (best achievable)" if fl else f"{m} (reference)" if ref else m
+            for m, ref, fl in zip(table["model"], table["reference"], table["floor"], strict=True)
+        ]
+        cells.insert(0, "seeds", [str(seeds[(env, m)]) for m in table["model"]])
+        cells.index = names
+        body = cells.rename_axis("model").to_markdown(
+            colalign=["left"] + ["right"] * cells.shape[1], disable_numparse=True
+        )
+        parts.append(f"## {env}: open-loop {metric.upper()}, mean over seeds\n\n{body}\n")
+    return "\n".join(parts)
