@@ -1,7 +1,11 @@
-"""Environments: the built-in Pong, and one constructor for any Gymnasium id that renders pixels.
+"""Environments: the table of the envs this project ships (:data:`KINDS`), and one constructor
+for any Gymnasium id that renders pixels.
 
-Every environment made here observes ``(size, size, 3)`` uint8 frames: built-in envs draw at
-that size, any other id is rendered with ``render_mode="rgb_array"`` and resized.
+Every environment made here observes ``(size, size, 3)`` uint8 frames: built-in envs that draw
+at any size do so, any other id is rendered with ``render_mode="rgb_array"`` and resized. What
+the project knows about a built-in env lives in its :class:`EnvKind` row (how it is made, its
+ids, its floor, the scripted agents written for it); its key map is the env's own
+``get_keys_to_action``, as ALE's envs have one.
 """
 
 from __future__ import annotations
