@@ -101,3 +101,32 @@ def test_non_finite_loss_stops_with_a_clear_error(store, tmp_path, monkeypatch):
     ):
         train(model, WindowSampler(store, 8), None, TRAIN, tmp_path, device="cpu", progress=False)
     assert torch.load(tmp_path / PROGRESS, weights_only=True)["step"] == 10  # last good one kept
+
+
+def test_due_decides_every_step_in_one_place():
+    from forward_models.training import Budget, due
+
+    cfg, budget = TRAIN, Budget(seconds=3.0, on_clock=lambda *a: None, every=1.0)
+    at = {s: due(s, 0.1 * s, cfg, budget, True, hook_at=1.0) for s in (5, 10, 20, 30)}
+    assert at[5].log and not at[5].validate and not at[5].checkpoint and not at[5].stop
+    assert at[10].validate and at[10].checkpoint and at[10].hook  # 1.0 s: the hook is due
+    assert at[20].stop and at[20].log and at[20].validate and not at[20].checkpoint  # steps
+    assert due(7, 3.0, cfg, budget, True, 9.0).stop  # the time budget, before the step count
+    assert not due(7, 0.5, cfg, Budget(), True, 1.0).hook  # no hook without on_clock
+
+
+def test_a_time_budget_stops_training_and_calls_its_hook_on_the_clock(store, tmp_path):
+    from forward_models.training import Budget
+
+    calls = []
+    budget = Budget(seconds=1.5, every=0.5, on_clock=lambda m, *a: calls.append(a))
+    torch.manual_seed(0)
+    model = models.build(CFG, store.frame_shape, store.n_actions)
+    cfg = TRAIN.model_copy(update={"steps": 10**9, "checkpoint_every": 10**9})
+    log = train(model, WindowSampler(store, 8, seed=0), None, cfg, tmp_path, 0, "cpu",
+                progress=False, budget=budget)  # fmt: skip
+    steps, seconds, frames = zip(*calls, strict=True)
+    assert 1.5 <= seconds[-1] < 10 and steps[-1] == log["step"].max() < 10**9
+    # Once past each multiple of 0.5 s (and at the end), with the steps and frames so far.
+    assert len(calls) >= 3 and list(steps) == sorted(steps) and list(frames) == sorted(frames)
+    assert all(s >= 0.5 * (i + 1) for i, s in enumerate(seconds[:-1]))
