@@ -39,14 +39,63 @@ def default_with(over: dict) -> dict:
             {"envs": {"pong": {"id": "CartPole-v1"}}},
             ["'pong' is written for forward_models/TwoPlayerPong-v0", "'random' or 'sticky'"],
         ),
-    ],
-    ids=["unknown key", "unknown arch", "unknown env", "seq_len", "horizon", "size", "agent"],
+        (
+            {"models": {"copy_last": {"preset": "../../../x"}}},
+            ["'../../../x'", "not a preset name"],
+        ),
+        (
+            {"models": {"copy_last": {"preset": "/etc/hosts"}}},
+            ["'/etc/hosts'", "not a preset name"],
+        ),
+        ({"envs": {"pong": {"min_length": 500}}}, ["min_length=500", "max_episode_steps=200"]),
+        ({"models": {"rnn_deconv": {"train": {"steps": 0}}}}, ["train.steps=0", "untrained"]),
+        (
+            {"evaluation": {"leaderboard": [0, -3, 100]}},
+            ["leaderboard", "greater than or equal to 1"],
+        ),
+        (
+            {"envs": {"pong": {"agent": {"kwargs": {"stochasticity": 5}}}}},
+            ["stochasticity", "[0, 1]", "got 5"],
+        ),
+        (
+            {"envs": {"pong": {"agent": {"kind": "sticky"}}}},  # the pong agent's kwargs survive
+            ["'sticky' has no option stochasticity", "stickiness"],
+        ),
+        ({"seeds": [-1]}, ["seeds", "greater than or equal to 0"]),
+        ({"envs": {"pong": {"size": 4096}}}, ["size=4096", "GiB", "lower size or workers"]),
+        ({"device": "tpu"}, ["device", "tpu", "cuda"]),
+    ],  # fmt: skip
+    ids=[
+        "unknown key",
+        "unknown arch",
+        "unknown env",
+        "seq_len",
+        "horizon",
+        "size",
+        "agent",
+        "preset path",
+        "preset absolute",
+        "min_length",
+        "untrained",
+        "leaderboard horizons",
+        "agent option range",
+        "stale agent options",
+        "negative seed",
+        "huge frames",
+        "device",
+    ],  # fmt: skip
 )
 def test_config_faults_fail_at_parse_time_naming_key_and_value(over, names):
     """Everything a config can tell is checked before any job (the Snakefile runs this)."""
     with pytest.raises((ValueError, ValidationError)) as err:
         config.load(default_with(over))
     tally(all(n in str(err.value) for n in names))
+
+
+def test_a_sticky_agent_out_of_range_fails_at_parse_time():
+    with pytest.raises(ValidationError) as err:
+        config.AgentConfig(kind="sticky", kwargs={"stickiness": 5})
+    tally("stickiness must be a probability in [0, 1], got 5" in str(err.value))
 
 
 def test_a_number_written_like_people_write_it_is_a_number():
@@ -166,6 +215,18 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
     with pytest.raises(ValueError, match="not a forward-models checkpoint"):
         models.load(path)
     tally(not marker.exists())
+
+
+def test_a_checkpoint_cut_short_is_called_damaged_naming_file_and_retrain_command(tmp_path):
+    model = models.build({"arch": "copy_last", "precondition": 2}, (3, 16, 16), 9)
+    path = tmp_path / "checkpoint.pt"
+    models.save(model, path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError) as err:
+        models.load(path)
+    msg = str(err.value)
+    tally("damaged or incomplete" in msg and str(path) in msg and f"--forcerun {path}" in msg)
 
 
 @pytest.mark.parametrize(

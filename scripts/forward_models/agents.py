@@ -6,6 +6,7 @@ per step from the observation and the env's info dict.
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import ClassVar, Protocol
 
@@ -26,6 +27,11 @@ class RandomAgent:
 
     any_env: ClassVar[bool] = True
 
+    @staticmethod
+    def check() -> dict:
+        """The options (none), or a ValueError."""
+        return {}
+
     def __init__(self, action_space: spaces.Space, size: int | None = None):
         self.space = action_space
 
@@ -42,7 +48,14 @@ class StickyRandomAgent(RandomAgent):
 
     def __init__(self, action_space: spaces.Space, size: int | None = None, stickiness=0.8):
         super().__init__(action_space)
-        self.stickiness = stickiness
+        self.stickiness = self.check(stickiness=stickiness)["stickiness"]
+
+    @staticmethod
+    def check(stickiness=0.8) -> dict:
+        """The options, or a ValueError naming the bad one and its range."""
+        if not (isinstance(stickiness, int | float) and 0 <= stickiness <= 1):
+            raise ValueError(f"stickiness must be a probability in [0, 1], got {stickiness!r}")
+        return {"stickiness": float(stickiness)}
 
     def reset(self, rng):
         super().reset(rng)
@@ -67,10 +80,22 @@ class PongAgent:
     def __init__(self, action_space: spaces.Space, size: int, stochasticity=(0.5, 1.0)):
         if not (isinstance(action_space, spaces.Discrete) and action_space.n == 9):
             raise ValueError(f"the Pong agent needs Discrete(9) actions, got {action_space}")
-        lo, hi = (stochasticity, stochasticity) if np.isscalar(stochasticity) else stochasticity
-        if not 0 <= lo <= hi <= 1:
-            raise ValueError(f"stochasticity must lie in [0, 1], got {stochasticity}")
-        self.range, self.size = (float(lo), float(hi)), size
+        self.range, self.size = self.check(stochasticity=stochasticity)["stochasticity"], size
+
+    @staticmethod
+    def check(stochasticity=(0.5, 1.0)) -> dict:
+        """The options, or a ValueError naming the bad one and its range."""
+        pair = [stochasticity] * 2 if np.isscalar(stochasticity) else list(stochasticity)
+        if not (
+            len(pair) == 2
+            and all(isinstance(v, int | float) for v in pair)
+            and 0 <= pair[0] <= pair[1] <= 1
+        ):
+            raise ValueError(
+                f"stochasticity must be a probability in [0, 1] or a range [low, high] within "
+                f"it, got {stochasticity!r}"
+            )
+        return {"stochasticity": (float(pair[0]), float(pair[1]))}
 
     def reset(self, rng):
         self.rng = rng
@@ -142,6 +167,18 @@ def make_agent(kind: str, action_space: spaces.Space, size: int, **kwargs) -> Ag
     if kind not in AGENTS:
         raise ValueError(f"unknown agent {kind!r}; expected one of {', '.join(map(repr, AGENTS))}")
     return AGENTS[kind](action_space, size, **kwargs)
+
+
+def check_options(kind: str, kwargs: dict) -> None:
+    """A ValueError, before any episode runs, if agent ``kind`` has no such option or a value out
+    of its range (each agent's own ``check``, which its constructor applies too)."""
+    check = AGENTS[kind].check
+    known = list(inspect.signature(check).parameters)
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        has = f"its options are {', '.join(known)}" if known else "it takes no options"
+        raise ValueError(f"agent kind {kind!r} has no option {', '.join(unknown)}: {has}")
+    check(**kwargs)
 
 
 def fits(kind: str, env_id: str) -> bool:

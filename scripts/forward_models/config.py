@@ -13,6 +13,7 @@ import copy
 import functools
 import itertools
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -31,6 +32,11 @@ class AgentConfig(Strict):
     kwargs: dict[str, Any] = {}
     """Agent options: ``stickiness`` for sticky, ``stochasticity`` (a value or [low, high],
     drawn per episode) for pong."""
+
+    @model_validator(mode="after")
+    def _options(self):
+        agents.check_options(self.kind, self.kwargs)
+        return self
 
 
 class SplitConfig(Strict):
@@ -120,6 +126,26 @@ class EnvConfig(EnvSpec):
         return self
 
     @model_validator(mode="after")
+    def _collectable(self):
+        steps = self.max_episode_steps
+        if steps is not None and self.min_length > steps:
+            raise ValueError(
+                f"min_length={self.min_length} exceeds max_episode_steps={steps}: no episode "
+                f"can be that long, so collection would never finish; lower min_length"
+            )
+        from forward_models.data.collect import ring_bytes
+
+        need = ring_bytes((self.size, self.size, 3), self.workers)
+        have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        if need > have / 2:
+            raise ValueError(
+                f"size={self.size} with workers={self.workers}: collection's shared-memory rings "
+                f"alone would take {need / 2**30:.1f} GiB of this machine's {have / 2**30:.1f} "
+                f"GiB; lower size or workers"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _disjoint(self):
         if set(self.splits) != {"train", "test"}:
             raise ValueError(f"splits must be exactly train and test, got {sorted(self.splits)}")
@@ -143,7 +169,7 @@ class EvaluationConfig(Strict):
     """Open-loop steps predicted after the precondition."""
     episodes: int = Field(50, ge=1)
     """Test episodes evaluated (the first ones with enough steps)."""
-    leaderboard: list[int] = [1, 8, 16, 32]
+    leaderboard: list[Annotated[int, Field(ge=1)]] = [1, 8, 16, 32]
     """Horizons shown in the leaderboard (those beyond ``horizon`` are left out)."""
 
 
@@ -166,7 +192,7 @@ class SweepConfig(Strict):
 
 
 class ExperimentBase(Strict):
-    seeds: list[int] = Field([0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field([0], min_length=1)
     """Training seeds; every (env, model) pair is trained once per seed."""
     envs: dict[str, EnvConfig] = Field(min_length=1)
     """Environments by name; the name is the ``{env}`` wildcard in results/ paths."""
@@ -182,8 +208,9 @@ class ExperimentBase(Strict):
     threads: int = Field(1, ge=1)
     """CPU threads per training and evaluation job. Small models train fastest as several
     1-thread jobs side by side (``--cores`` sets how many run at once)."""
-    device: str = "auto"
-    """Torch device for training and evaluation: auto (CUDA when present), cpu or cuda."""
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    """Torch device for training and evaluation: auto (CUDA when present), cpu, cuda (or
+    cuda:N) or mps."""
     progress: bool = True
     """Show progress bars in job logs."""
     verify_stores: bool = False
@@ -307,9 +334,15 @@ def resolve_presets(config: dict, presets_dir: str | Path) -> dict:
     for name, entry in (out.get("models") or {}).items():
         if not isinstance(entry, dict) or "preset" not in entry:
             continue
-        path = Path(presets_dir) / f"{entry['preset']}.yaml"
+        preset = entry["preset"]
+        known = sorted(p.stem for p in Path(presets_dir).glob("*.yaml"))
+        if not isinstance(preset, str) or Path(preset).name != preset or preset in ("", ".", ".."):
+            raise ValueError(
+                f"models.{name}.preset: {preset!r} is not a preset name; a preset is named by "
+                f"its file in {presets_dir} (no path): one of {known}"
+            )
+        path = Path(presets_dir) / f"{preset}.yaml"
         if not path.is_file():
-            known = sorted(p.stem for p in Path(presets_dir).glob("*.yaml"))
             raise ValueError(
                 f"models.{name}.preset: no preset {entry['preset']!r} in {presets_dir}; known: {known}"
             )

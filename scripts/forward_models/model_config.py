@@ -120,6 +120,15 @@ class ModelConfig(Strict):
     """Training budget and optimiser."""
 
     @model_validator(mode="after")
+    def _learns(self):
+        if not type(self).reference and self.train.steps < 1:
+            raise ValueError(
+                f"train.steps={self.train.steps}: {self.arch} is a learned model and would be "
+                f"evaluated and ranked untrained; give train.steps >= 1"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _window_holds_a_prediction(self):
         if self.train.seq_len <= self.precondition:
             raise ValueError(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata as md
+import math
 import multiprocessing as mp
 import select
 import sys
@@ -166,6 +167,16 @@ def _work(
         conn.send(Error(traceback.format_exc()))
 
 
+RING_CHUNKS = 8  # chunks of loose rows each worker's shared-memory ring holds
+
+
+def ring_bytes(frame_shape: tuple[int, ...], workers: int) -> int:
+    """Shared memory the collection's rings take: one per worker, allocated up front."""
+    return (
+        workers * RING_CHUNKS * ChunkLayout(tuple(frame_shape)).chunk_len * math.prod(frame_shape)
+    )
+
+
 class _Workers:
     """Forked worker processes, each with its own pipe, and how much work each holds.
 
@@ -184,7 +195,7 @@ class _Workers:
             task_r, task_w = ctx.Pipe(duplex=False)
             result_r, result_w = ctx.Pipe(duplex=False)
             # Loose rows: at most two fragments of a chunk per episode, a few episodes queued.
-            ring = RowRing(ctx, 8 * layout.chunk_len, layout.frame_shape)
+            ring = RowRing(ctx, RING_CHUNKS * layout.chunk_len, layout.frame_shape)
             args = (task_r, result_w, ring, source, layout)
             proc = ctx.Process(target=_work, args=args, daemon=True)
             proc.start()

@@ -49,13 +49,25 @@ def save(model: ForwardModel, path: str | Path, **extra) -> None:
 CHECKPOINT_KEYS = ("config", "frame_shape", "n_actions", "state_dict")
 
 
+def _torch_archive(path: str | Path) -> bool:
+    """Whether ``path`` starts as :func:`torch.save` writes files (a zip archive)."""
+    with open(path, "rb") as f:
+        return f.read(4) == b"PK\x03\x04"
+
+
 def load(path: str | Path, map_location="cpu") -> ForwardModel:
     """A model from a checkpoint written by :func:`save`; anything else is a clear error."""
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as exc:  # not a torch file, or one that would run code when loaded
+    except Exception as exc:  # a damaged file, not a torch file, or one that would run code
+        if _torch_archive(path):
+            raise ValueError(
+                f"{path} is damaged or incomplete (a torch checkpoint that does not read: "
+                f"{type(exc).__name__}; cut short, or partly written); retrain it with "
+                f"`snakemake --cores all --forcerun {path}` (or delete it and rerun snakemake)"
+            ) from None
         raise ValueError(
             f"{path} is not a forward-models checkpoint (torch reads no weights-only data from "
             f"it: {type(exc).__name__}); it is not loaded, since that could run code"
