@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from conftest import tally
 from forward_models.data.collect import collect, run_episode
 from forward_models.data.shards import ChunkLayout
 from forward_models.data.windows import WindowSampler, split_episodes
@@ -237,6 +238,59 @@ def test_collection_killed_midway_leaves_no_store_and_a_rerun_succeeds(tmp_path,
     assert not list(
         tmp_path.glob("s.zarr.partial-*")
     )  # the rerun cleaned up the dead writer's files
+
+
+def test_workers_die_with_a_collection_killed_by_sigkill(tmp_path):
+    """Only the collecting process is killed (as a job's process is): its workers, which hold
+    shared memory, must not outlive it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parents[1] / 'scripts')!r})\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from conftest import env_config\n"
+        "from forward_models.data.collect import collect\n"
+        "env = env_config('forward_models/TwoPlayerPong-v0', 32, 200, 'pong')\n"
+        f"collect(env, {str(tmp_path / 's.zarr')!r}, 100000, seed=0, workers=2, progress=False)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+    def alive_children() -> list[int]:
+        out = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z" and int(fields[1]) == proc.pid:
+                out.append(int(stat.parent.name))
+        return out
+
+    deadline = time.time() + 60
+    while len(workers := alive_children()) < 2 or not list(tmp_path.glob("s.zarr.partial-*")):
+        assert time.time() < deadline and proc.poll() is None, "collection never started"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.time() + 10
+    while any(running(w) for w in workers) and time.time() < deadline:
+        time.sleep(0.1)
+    left = [w for w in workers if running(w)]
+    for w in left:
+        os.kill(w, signal.SIGKILL)  # do not leave them to the next test
+    tally(not left)
 
 
 def test_concurrent_writers_of_one_store_both_succeed(tmp_path):

@@ -17,10 +17,13 @@ The writer and a worker talk through two pipes in small named-tuple messages: :c
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import importlib.metadata as md
 import math
 import multiprocessing as mp
+import os
 import select
+import signal
 import sys
 import time
 import traceback
@@ -135,8 +138,29 @@ class Error(NamedTuple):
     traceback: str
 
 
+def die_with_parent(parent: int) -> None:
+    """Have the kernel kill this process when ``parent`` dies, even by SIGKILL (Linux), so a
+    worker never outlives its collection holding its shared memory; elsewhere a worker still
+    ends when its pipe closes."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the call
+        os._exit(0)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 def _work(
-    tasks: Connection, conn: Connection, ring: RowRing, source: RolloutSource, layout: ChunkLayout
+    tasks: Connection,
+    conn: Connection,
+    ring: RowRing,
+    source: RolloutSource,
+    layout: ChunkLayout,
+    parent: int,
 ) -> None:
     """A collection worker: runs the episodes it is sent, encodes their frames once placed.
 
@@ -144,6 +168,7 @@ def _work(
     its frames wait here (not in the writer) until the writer sends where they start.
     """
     held: dict[int, list[np.ndarray]] = {}
+    die_with_parent(parent)
     try:
         runner = EpisodeRunner(source)
         while True:
@@ -196,7 +221,7 @@ class _Workers:
             result_r, result_w = ctx.Pipe(duplex=False)
             # Loose rows: at most two fragments of a chunk per episode, a few episodes queued.
             ring = RowRing(ctx, RING_CHUNKS * layout.chunk_len, layout.frame_shape)
-            args = (task_r, result_w, ring, source, layout)
+            args = (task_r, result_w, ring, source, layout, os.getpid())
             proc = ctx.Process(target=_work, args=args, daemon=True)
             proc.start()
             task_r.close()
