@@ -145,6 +145,21 @@ def test_the_results_table_is_generated_from_a_summary_floor_first_best_in_bold(
     assert "**" not in lines[1]  # a reference is never the best learned value
 
 
+def test_training_figures_of_a_config_of_references_only_say_why_they_are_empty(tmp_path):
+    import pandas as pd
+    from conftest import tally
+    from forward_models.figures import error_vs_compute, training_curves
+
+    logs = pd.DataFrame(columns=["step", "split", "metric", "value", "env", "model", "seed"])
+    summary = pd.DataFrame(
+        [dict(env="pong", model="copy_last", seed=0, reference=True, floor=False,
+              predictor="model", horizon=1, metric="mse", mean=0.02)]
+    )  # fmt: skip
+    training_curves(logs, tmp_path / "curves.png")
+    error_vs_compute(logs, summary, tmp_path / "compute.png")
+    tally(all((tmp_path / f).read_bytes()[:4] == b"\x89PNG" for f in ("curves.png", "compute.png")))
+
+
 def test_error_figure_draws_references_dashed(tmp_path):
     import pandas as pd
     from forward_models.figures import error_vs_horizon

@@ -59,7 +59,12 @@ def lines_by_env(
     df, x, y, style_col, xlabel, ylabel, out, style=None, log=True, decorate=None, **kw
 ) -> None:
     """One panel per env, hue = model, band = range over seeds, legend below the panels;
-    ``decorate(grid)`` may draw more before saving."""
+    ``decorate(grid)`` may draw more before saving. With nothing to draw (a config of
+    reference models only: none of them trains), a panel that says so."""
+    if df.empty:
+        return nothing_to_draw(
+            out, f"no {ylabel.splitlines()[0]}: no model of this config trains", style
+        )
     with plt.style.context(style or "default"):
         g = sns.relplot(
             data=df,
@@ -86,6 +91,16 @@ def lines_by_env(
         g.tight_layout()
         g.savefig(out, bbox_inches="tight")
         plt.close(g.figure)
+
+
+def nothing_to_draw(out: str | Path, why: str, style=None) -> None:
+    """A figure that says why it is empty (the rule's output still exists and reads clearly)."""
+    with plt.style.context(style or "default"):
+        fig, ax = plt.subplots(figsize=(4.8, 1.6))
+        ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
+        ax.set_axis_off()
+        fig.savefig(out, bbox_inches="tight")
+        plt.close(fig)
 
 
 def rollout_strip(
