@@ -91,6 +91,7 @@ def test_leaderboard_interval_over_seeds_and_order():
                         horizon=1,
                         metric="mse",
                         mean=value if predictor == "model" else 0.0,
+                        episodes=50 - (model == "bad") * seed,  # bad's seed 2 saw 48 episodes
                     )
                 )
     board = leaderboard(pd.DataFrame(rows), [1])
@@ -103,6 +104,9 @@ def test_leaderboard_interval_over_seeds_and_order():
     assert "0.0120 ± " in md
     assert np.isclose(good["x_floor"], 3.0) and np.isclose(good["db_above_floor"], 10 * np.log10(3))
     assert "3.00x (+4.8 dB)" in md and "1.00x (+0.0 dB)" in md  # the floor is 1x itself
+    # The episodes each model was scored on, the fewest over its seeds.
+    row = next(line for line in md.splitlines() if line.startswith("| bad "))
+    assert [c.strip() for c in row.split("|")[2:4]] == ["3", "48"]
 
 
 def test_without_a_floor_the_distance_to_it_is_empty_not_invented():
@@ -111,7 +115,7 @@ def test_without_a_floor_the_distance_to_it_is_empty_not_invented():
 
     rows = [
         dict(env="cartpole", model="m", seed=0, reference=False, floor=False, predictor="model",
-             horizon=1, metric="mse", mean=0.01)
+             horizon=1, metric="mse", mean=0.01, episodes=50)
     ]  # fmt: skip
     board = leaderboard(pd.DataFrame(rows), [1])
     assert board["x_floor"].isna().all() and "x floor" not in leaderboard_markdown(board)
@@ -158,6 +162,18 @@ def test_training_figures_of_a_config_of_references_only_say_why_they_are_empty(
     training_curves(logs, tmp_path / "curves.png")
     error_vs_compute(logs, summary, tmp_path / "compute.png")
     tally(all((tmp_path / f).read_bytes()[:4] == b"\x89PNG" for f in ("curves.png", "compute.png")))
+
+
+def test_fewer_long_enough_episodes_than_asked_are_said_and_counted(store, caplog):
+    from conftest import tally
+    from forward_models.evaluation import run_metrics
+
+    model = models.build({"arch": "copy_last", "precondition": 3}, (3, 32, 32), 9)
+    with caplog.at_level("WARNING"):
+        table, _ = evaluate(model, store, 8, 100, {"env": "pong", "model": "c", "seed": 0})
+    n = table["episode"].nunique()
+    warned = any(f"only {n} of the 100 test episodes" in r.getMessage() for r in caplog.records)
+    tally(n < 100 and warned and run_metrics(table)["eval/episodes"] == n)
 
 
 def test_error_figure_draws_references_dashed(tmp_path):

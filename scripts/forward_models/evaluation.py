@@ -8,6 +8,8 @@ References (copy-last, mean-frame) are models too, evaluated by this same code o
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
 import torch
@@ -16,6 +18,8 @@ from forward_models import frames, metrics
 from forward_models.data.windows import to_batch
 from forward_models.data.zarr_store import Rollouts
 from forward_models.models.base import ForwardModel, split_window
+
+log = logging.getLogger(__name__)
 
 
 def eval_windows(
@@ -92,6 +96,12 @@ def evaluate(
     """
     p = model.cfg.precondition
     batch = eval_windows(rollouts, p, horizon, episodes)
+    if len(batch["episode"]) < episodes:
+        log.warning(
+            "only %d of the %d test episodes asked for have the %d rows precondition=%d + "
+            "horizon=%d need: the metrics are over %d (the leaderboard's episodes column)",
+            len(batch["episode"]), episodes, p + horizon, p, horizon, len(batch["episode"]),
+        )  # fmt: skip
     context, actions, truth, _ = split_window(batch, p)
     preds = {
         "model": predict(model, batch, p),
@@ -134,6 +144,7 @@ def run_metrics(table: pd.DataFrame, floor: pd.DataFrame | None = None) -> dict[
     given the floor run's table on the same episodes, eval/x_floor_h{h}: MSE / the floor's."""
     model = table[table["predictor"] == "model"].groupby(["metric", "horizon"])["value"].mean()
     out = {f"eval/{m}_h{h}": v for (m, h), v in model.items()}
+    out["eval/episodes"] = float(table.loc[table["predictor"] == "model", "episode"].nunique())
     out.update({f"eval/{m}_mean": v for m, v in model.groupby(level="metric").mean().items()})
     if floor is not None:
         best = floor[(floor["predictor"] == "model") & (floor["metric"] == "mse")]

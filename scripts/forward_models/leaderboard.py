@@ -24,8 +24,11 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
 
     rows = summary[(summary["metric"] == metric) & summary["horizon"].isin(horizons)]
     df = rows[rows["predictor"] == "model"]
-    g = df.groupby(["env", "model", "reference", "floor", "horizon"])["mean"]
-    out = g.agg(["mean", "std", "count"]).reset_index().rename(columns={"count": "seeds"})
+    keys = ["env", "model", "reference", "floor", "horizon"]
+    out = df.groupby(keys)["mean"].agg(["mean", "std", "count"]).reset_index()
+    out = out.rename(columns={"count": "seeds"})
+    # The fewest episodes any seed was scored on: below what was asked when few are long enough.
+    out["episodes"] = df.groupby(keys)["episodes"].min().to_numpy()
     t = stats.t.ppf(0.975, (out["seeds"] - 1).clip(lower=1))
     out["ci95"] = np.where(out["seeds"] > 1, t * out["std"] / np.sqrt(out["seeds"]), np.nan)
     # Distance to the floor where the env has one (NaN elsewhere: never invented).
@@ -75,11 +78,13 @@ def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
         rows = df.groupby("model").agg(
             order=("mean", "mean"),
             seeds=("seeds", "max"),
+            episodes=("episodes", "min"),
             reference=("reference", "first"),
             delta=("delta_shuffled", "mean"),
         )
         rows["Δ shuffled actions"] = [f"{d:+.4f}" for d in rows.pop("delta")]
         table = wide.join(rows).sort_values("order")
+        table.insert(0, "episodes", table.pop("episodes").astype(int).astype(str))
         table.insert(0, "seeds", table.pop("seeds"))
         table.index = [f"{m} (reference)" if r else m for m, r in table["reference"].items()]
         table = table.drop(columns=["order", "reference"]).rename_axis("model")
