@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,8 @@ from forward_models.floor import floor_for_env
 from forward_models.frames import uint8_frames
 from forward_models.leaderboard import summarize
 from forward_models.metrics import step_errors
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +88,7 @@ def test_leaderboard_interval_over_seeds_and_order():
                     dict(
                         env="pong",
                         model=model,
+                        precondition=3,
                         seed=seed,
                         reference=model in ("copy_last", "floor"),
                         floor=model == "floor",
@@ -105,8 +110,42 @@ def test_leaderboard_interval_over_seeds_and_order():
     assert np.isclose(good["x_floor"], 3.0) and np.isclose(good["db_above_floor"], 10 * np.log10(3))
     assert "3.00x (+4.8 dB)" in md and "1.00x (+0.0 dB)" in md  # the floor is 1x itself
     # The episodes each model was scored on, the fewest over its seeds.
-    row = next(line for line in md.splitlines() if line.startswith("| bad "))
-    assert [c.strip() for c in row.split("|")[2:4]] == ["3", "48"]
+    lines = md.splitlines()
+    head = [c.strip() for c in next(x for x in lines if x.startswith("| model")).split("|")]
+    row = [c.strip() for c in next(x for x in lines if x.startswith("| bad ")).split("|")]
+    assert (row[head.index("seeds")], row[head.index("P")], row[head.index("episodes")]) == (
+        "3",
+        "3",
+        "48",
+    )
+
+
+def test_x_floor_is_against_the_floor_at_the_models_own_precondition(tmp_path, capsys):
+    """A P=2 model predicts other frames of the episode than the P=3 floor does, and sees less:
+    its distance is to the floor run at P=2 (the old alignment divided by the P=3 floor)."""
+    import pandas as pd
+    from forward_models import config
+    from forward_models.cli import main
+    from forward_models.leaderboard import leaderboard
+
+    cfg = config.load_yaml(ROOT / "config/config.yaml")  # the default: one P=2 family
+    ps = {m: c.precondition for m, c in cfg.models.items()}
+    assert ps["frame_transformer_dense"] == 2 and ps["floor"] == 3 and ps["floor_p2"] == 2
+    assert cfg.floor_model("pong", 2) == "floor_p2" and cfg.floor_model("pong", 3) == "floor"
+    runs = {"floor": (3, 0.001), "floor_p2": (2, 0.003), "p3": (3, 0.004), "p2": (2, 0.006)}
+    rows = pd.DataFrame(
+        [dict(env="pong", model=m, precondition=p, seed=0, reference=m.startswith("floor"),
+              floor=m.startswith("floor"), predictor="model", horizon=1, metric="mse",
+              mean=v, episodes=50) for m, (p, v) in runs.items()]
+    )  # fmt: skip
+    board = leaderboard(rows, [1]).set_index("model")["x_floor"]
+    assert np.isclose(board["p2"], 2.0) and np.isclose(board["p3"], 4.0)  # not 6.0 for p2
+    assert np.isclose(board["floor"], 1.0) and np.isclose(board["floor_p2"], 1.0)
+    rows.to_csv(tmp_path / "summary.csv", index=False)
+    main(["results-table", str(tmp_path / "summary.csv"), "--horizons", "1"])
+    table = {line.split("|")[1].strip(): line.split("|")[-2].strip()
+             for line in capsys.readouterr().out.splitlines() if line.startswith("| ")}  # fmt: skip
+    assert table["p2"] == "**2.00**" and table["p3"] == "4.00"
 
 
 def test_without_a_floor_the_distance_to_it_is_empty_not_invented():
@@ -114,8 +153,8 @@ def test_without_a_floor_the_distance_to_it_is_empty_not_invented():
     from forward_models.leaderboard import leaderboard, leaderboard_markdown
 
     rows = [
-        dict(env="cartpole", model="m", seed=0, reference=False, floor=False, predictor="model",
-             horizon=1, metric="mse", mean=0.01, episodes=50)
+        dict(env="cartpole", model="m", precondition=3, seed=0, reference=False, floor=False,
+             predictor="model", horizon=1, metric="mse", mean=0.01, episodes=50)
     ]  # fmt: skip
     board = leaderboard(pd.DataFrame(rows), [1])
     assert board["x_floor"].isna().all() and "x floor" not in leaderboard_markdown(board)

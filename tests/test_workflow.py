@@ -45,7 +45,9 @@ def test_every_output_exists_and_is_sane(run):
     assert set(metrics["predictor"]) == {"model", "model_shuffled_actions"}
     assert set(metrics["metric"]) == {"mse", "psnr", "ssim"} and metrics["horizon"].max() == 8
     summary = pd.read_csv(res / "eval/summary.csv")
-    assert set(summary["model"]) == set(PRESETS)  # every family runs through the DAG
+    # Every family runs through the DAG, and the floor also at every other precondition in use.
+    assert set(summary["model"]) == set(PRESETS) | {"floor_p2"}
+    assert set(summary[summary.model == "floor_p2"]["precondition"]) == {2}
     for model, rows in summary.groupby("model"):
         predictors = {"model", "model_shuffled_actions"}  # controllability
         if model in FRAME_FED:
@@ -84,7 +86,7 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
     exp = client.get_experiment_by_name("forward-models")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {f"pong/{m}/seed0" for m in PRESETS}
+    assert set(runs) == {f"pong/{m}/seed0" for m in [*PRESETS, "floor_p2"]}
     r = runs["pong/rnn_deconv/seed0"]
     assert r.data.params["model.arch"] == "rnn_deconv" and len(r.data.tags["git_commit"]) > 0
     assert len(client.get_metric_history(r.info.run_id, "train/loss")) == 4
@@ -104,6 +106,11 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
         0 < r.data.metrics["eval/mse_h1"] < 1 and "eval/ssim_mean" in r.data.metrics
     )  # test error on the run
     assert r.data.metrics["eval/x_floor_h1"] > 1  # and its distance to the floor
+    # A P=2 model's distance is to the floor run at P=2, on the same frames.
+    m, floor = (
+        runs[f"pong/{n}/seed0"].data.metrics for n in ("frame_transformer_dense", "floor_p2")
+    )
+    assert np.isclose(m["eval/x_floor_h3"], m["eval/mse_h3"] / floor["eval/mse_h3"])
 
 
 def test_second_run_has_nothing_to_do(run):

@@ -245,6 +245,30 @@ class ExperimentBase(Strict):
             raise ValueError("; ".join(problems))
         return self
 
+    @model_validator(mode="after")
+    def _a_floor_per_precondition(self):
+        """Each floor entry is also run at every other precondition the models use (as
+        ``NAME_pP``): a model's distance to the floor is to the floor that saw what it saw, on
+        the same frames (a floor at P=3 predicts other frames of the episode than a P=2 model)."""
+        used = sorted({c.precondition for c in self.models.values() if not type(c).floor})
+        out = {}
+        for name, cfg in self.models.items():
+            out[name] = cfg
+            if not type(cfg).floor:
+                continue
+            for p in used:
+                if p == cfg.precondition:
+                    continue
+                derived = f"{name}_p{p}"
+                if derived in self.models:
+                    raise ValueError(
+                        f"models.{derived}: the name of {name!r}'s run at precondition={p}; "
+                        f"rename that model"
+                    )
+                out[derived] = cfg.model_copy(update={"precondition": p})
+        self.models = out
+        return self
+
     def models_for(self, env: str) -> list[str]:
         """The models run on ``env``: all of them, but a floor only where the env has one."""
         from forward_models.floor import has_floor  # numpy and gymnasium, not torch
@@ -252,9 +276,17 @@ class ExperimentBase(Strict):
         env_id = self.envs[env].id
         return [m for m, c in self.models.items() if not type(c).floor or has_floor(env_id)]
 
-    def floor_model(self, env: str) -> str | None:
-        """The name of ``env``'s floor run, if the config has one and the env a floor."""
-        return next((m for m in self.models_for(env) if type(self.models[m]).floor), None)
+    def floor_model(self, env: str, precondition: int) -> str | None:
+        """The name of ``env``'s floor run at ``precondition``, if the config has a floor and
+        the env one."""
+        return next(
+            (
+                m
+                for m in self.models_for(env)
+                if type(self.models[m]).floor and self.models[m].precondition == precondition
+            ),
+            None,
+        )
 
     @field_validator("envs", "models")
     @classmethod

@@ -113,7 +113,7 @@ def evaluate(
         preds["model_one_step"] = one_step.float().clamp(0, 1)
     ids = batch["episode"].numpy()
     family = type(model.cfg)
-    labels = {**labels, "reference": family.reference, "floor": family.floor}
+    labels = {**labels, "precondition": p, "reference": family.reference, "floor": family.floor}
     table = pd.concat(
         [
             tidy(metrics.step_errors(pred, truth), ids, **labels, predictor=name)

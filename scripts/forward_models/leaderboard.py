@@ -7,7 +7,9 @@ import pandas as pd
 
 from forward_models import metrics
 
-RUN_KEYS = ["env", "model", "seed", "reference", "floor", "predictor", "horizon", "metric"]
+RUN_KEYS = [
+    "env", "model", "precondition", "seed", "reference", "floor", "predictor", "horizon", "metric",
+]  # fmt: skip
 
 
 def summarize(tables: list[pd.DataFrame]) -> pd.DataFrame:
@@ -24,16 +26,18 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
 
     rows = summary[(summary["metric"] == metric) & summary["horizon"].isin(horizons)]
     df = rows[rows["predictor"] == "model"]
-    keys = ["env", "model", "reference", "floor", "horizon"]
+    keys = ["env", "model", "precondition", "reference", "floor", "horizon"]
     out = df.groupby(keys)["mean"].agg(["mean", "std", "count"]).reset_index()
     out = out.rename(columns={"count": "seeds"})
     # The fewest episodes any seed was scored on: below what was asked when few are long enough.
     out["episodes"] = df.groupby(keys)["episodes"].min().to_numpy()
     t = stats.t.ppf(0.975, (out["seeds"] - 1).clip(lower=1))
     out["ci95"] = np.where(out["seeds"] > 1, t * out["std"] / np.sqrt(out["seeds"]), np.nan)
-    # Distance to the floor where the env has one (NaN elsewhere: never invented).
-    best = out[out["floor"]].groupby(["env", "horizon"])["mean"].mean().rename("floor_mean")
-    out = out.join(best, on=["env", "horizon"])
+    # Distance to the floor at the model's own precondition, on the same frames, where the env
+    # has one (NaN elsewhere: never invented).
+    on = ["env", "precondition", "horizon"]
+    best = out[out["floor"]].groupby(on)["mean"].mean().rename("floor_mean")
+    out = out.join(best, on=on)
     out["x_floor"] = metrics.x_floor(out["mean"], out.pop("floor_mean"))
     out["db_above_floor"] = metrics.db_above_floor(out["x_floor"])
     # Controllability: how much worse the model gets on another episode's actions.
@@ -79,12 +83,14 @@ def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
             order=("mean", "mean"),
             seeds=("seeds", "max"),
             episodes=("episodes", "min"),
+            precondition=("precondition", "first"),
             reference=("reference", "first"),
             delta=("delta_shuffled", "mean"),
         )
         rows["Δ shuffled actions"] = [f"{d:+.4f}" for d in rows.pop("delta")]
         table = wide.join(rows).sort_values("order")
         table.insert(0, "episodes", table.pop("episodes").astype(int).astype(str))
+        table.insert(0, "P", table.pop("precondition").astype(int).astype(str))
         table.insert(0, "seeds", table.pop("seeds"))
         table.index = [f"{m} (reference)" if r else m for m, r in table["reference"].items()]
         table = table.drop(columns=["order", "reference"]).rename_axis("model")
@@ -101,32 +107,30 @@ def headline(summary: pd.DataFrame, horizons: list[int], metric: str = "mse") ->
     of the floor's where the env has one; the floor first, then best first, the best learned
     value of each column in bold. Generated, never copied: ``forward-models results-table``."""
     rows = summary[(summary["predictor"] == "model") & (summary["metric"] == metric)]
-    runs = rows.groupby(["env", "model", "reference", "floor", "horizon"])["mean"].mean()
+    if "precondition" not in rows:  # a summary from before preconditions were recorded
+        rows = rows.assign(precondition=0)
+    index = ["model", "precondition", "reference", "floor"]
+    runs = rows.groupby(["env", *index, "horizon"])["mean"].mean()
     seeds = rows.groupby(["env", "model"])["seed"].nunique()
     parts = []
     for env, df in runs.reset_index().groupby("env"):
-        wide = df.pivot_table(
-            index=["model", "reference", "floor"], columns="horizon", values="mean"
-        )
+        wide = df.pivot_table(index=index, columns="horizon", values="mean")
         top = int(wide.columns.max())
+        mean = f"mean h=1-{top}"
         table = wide[[h for h in horizons if h in wide.columns]].copy()
         table.columns = [f"h={h}" for h in table.columns]
-        table[f"mean h=1-{top}"] = wide.mean(axis=1)
-        floor = (
-            wide.xs(True, level="floor").mean(axis=1)
-            if wide.index.get_level_values("floor").any()
-            else None
-        )
-        if floor is not None:
+        table[mean] = wide.mean(axis=1)
+        table = table.reset_index()
+        # Against the floor at the model's own precondition, where the env has one.
+        floors = table[table["floor"]].groupby("precondition")[mean].mean()
+        if len(floors):
             table["x floor (mean)"] = metrics.x_floor(
-                table[f"mean h=1-{top}"], float(floor.iloc[0])
+                table[mean], table["precondition"].map(floors)
             )
-        table = table.reset_index().sort_values(
-            ["floor", f"mean h=1-{top}"], ascending=[False, True]
-        )
+        table = table.sort_values(["floor", mean], ascending=[False, True])
         learned = table[~table["reference"]]
         cells = pd.DataFrame(index=table.index)
-        for col in table.columns[3:]:
+        for col in table.columns[len(index) :]:
             fmt = "{:.2f}" if col.startswith("x floor") else "{:.4f}"
             best = learned[col].min() if len(learned) else np.nan
             cells[col] = [

@@ -78,12 +78,13 @@ def leaderboard_horizons():
 
 
 def floor_eval(name):
-    """Input function: the floor run's evaluation file `name` for the same env and seed, if
-    the env has a floor (its metrics give "x floor", its predictions a row of the strips).
+    """Input function: the evaluation file `name` of the floor run at the model's precondition,
+    same env and seed, if the env has a floor (its metrics give "x floor", its predictions a
+    row of the strips).
     """
 
     def of(wildcards):
-        floor = CFG.floor_model(wildcards.env)
+        floor = CFG.floor_model(wildcards.env, CFG.models[wildcards.model].precondition)
         if floor is None or floor == wildcards.model:
             return []
         return f"results/eval/{wildcards.env}/{floor}/seed{wildcards.seed}/{name}"
