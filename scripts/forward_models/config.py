@@ -133,7 +133,7 @@ class EnvConfig(EnvSpec):
                 f"min_length={self.min_length} exceeds max_episode_steps={steps}: no episode "
                 f"can be that long, so collection would never finish; lower min_length"
             )
-        from forward_models.data.collect import ring_bytes
+        from forward_models.data.ring import ring_bytes
 
         need = ring_bytes((self.size, self.size, 3), self.workers)
         have = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

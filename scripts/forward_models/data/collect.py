@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib.metadata as md
-import math
 import multiprocessing as mp
 import os
 import select
@@ -35,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from forward_models import agents
-from forward_models.data.ring import RowRing
+from forward_models.data.ring import RING_CHUNKS, RowRing
 from forward_models.data.shards import ChunkLayout
 from forward_models.data.zarr_store import RolloutWriter
 
@@ -190,16 +189,6 @@ def _work(
         return
     except BaseException:
         conn.send(Error(traceback.format_exc()))
-
-
-RING_CHUNKS = 8  # chunks of loose rows each worker's shared-memory ring holds
-
-
-def ring_bytes(frame_shape: tuple[int, ...], workers: int) -> int:
-    """Shared memory the collection's rings take: one per worker, allocated up front."""
-    return (
-        workers * RING_CHUNKS * ChunkLayout(tuple(frame_shape)).chunk_len * math.prod(frame_shape)
-    )
 
 
 class _Workers:

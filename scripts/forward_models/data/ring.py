@@ -12,6 +12,16 @@ import time
 
 import numpy as np
 
+RING_CHUNKS = 8  # chunks of loose rows each collection worker's ring holds
+
+
+def ring_bytes(frame_shape: tuple[int, ...], workers: int) -> int:
+    """Shared memory the collection's rings take: one per worker, allocated up front."""
+    from forward_models.data.shards import ChunkLayout
+
+    chunk_len = ChunkLayout(tuple(frame_shape)).chunk_len
+    return workers * RING_CHUNKS * chunk_len * math.prod(frame_shape)
+
 
 class RowRing:
     """A single-producer, single-consumer ring of frame rows. Create it before forking.
