@@ -217,6 +217,22 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tmp_path):
     tally(not marker.exists())
 
 
+def test_a_tracking_server_that_does_not_answer_is_named_within_seconds():
+    import socket
+    import time
+
+    from forward_models import tracking
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"http://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    with pytest.raises(tracking.TrackingUnreachable) as err:
+        tracking.init_experiment(uri, "forward-models")
+    tally(time.monotonic() - t0 < 30 and f"{uri} does not answer" in str(err.value))
+
+
 def test_a_checkpoint_cut_short_is_called_damaged_naming_file_and_retrain_command(tmp_path):
     model = models.build({"arch": "copy_last", "precondition": 2}, (3, 16, 16), 9)
     path = tmp_path / "checkpoint.pt"

@@ -17,8 +17,33 @@ import mlflow
 from mlflow.tracking import MlflowClient
 
 
+class TrackingUnreachable(RuntimeError):
+    """The tracking server does not answer."""
+
+
+def check_reachable(uri: str, timeout: float = 10.0) -> None:
+    """For an ``http(s)://`` tracking URI, ask the server's ``/health`` once, briefly: MLflow's
+    own client retries a dead server for minutes before it says anything."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout):
+            return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingUnreachable(
+            f"the MLflow tracking server {uri} does not answer ({reason}); start it "
+            f"(`mlflow server --host ... --port ...`) or set mlflow.tracking_uri to one that "
+            f"runs, then rerun snakemake (finished jobs are kept)"
+        ) from None
+
+
 def init_experiment(uri: str, name: str) -> str:
     """Create the tracking store and experiment ``name`` if missing; return the experiment id."""
+    check_reachable(uri)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(name)
     return exp.experiment_id if exp else client.create_experiment(name)
@@ -26,6 +51,7 @@ def init_experiment(uri: str, name: str) -> str:
 
 def start_run(uri: str, experiment: str, run_name: str, run_id: str | None = None, tags=None):
     """Start (or, with ``run_id``, resume) a run; use as a context manager."""
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
@@ -84,6 +110,7 @@ def log_to_run(
     uri: str, run_id: str, metrics: dict[str, float] | None = None, artifacts=(), folder=None
 ) -> None:
     """Add metrics and artifact files to an existing run (evaluation and figures of a training run)."""
+    check_reachable(uri)
     client = MlflowClient(tracking_uri=uri)
     if metrics:
         from mlflow.entities import Metric
