@@ -283,4 +283,3 @@ def test_beyond_pong_runs_an_atari_game_and_a_continuous_action_env(tmp_path):
     for env in ("boxing", "pendulum"):
         strip = repo / f"results/figures/{env}/conv_gru_transport/seed0/rollout_strip.png"
         assert strip.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
