@@ -185,6 +185,13 @@ def cli(*args):
     )  # fmt: skip
 
 
+def test_check_config_of_a_file_outside_config_reads_the_workflows_presets(tmp_path):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text((ROOT / "config/config.yaml").read_text())  # presets by name, as shipped
+    proc = cli("check-config", "--replace", str(mine))
+    tally(proc.returncode == 0 and "valid" in proc.stdout)
+
+
 def test_play_on_a_file_that_is_not_a_checkpoint_is_one_clear_line(tmp_path):
     bad = tmp_path / "notes.pt"
     bad.write_text("not a checkpoint")

@@ -131,7 +131,7 @@ def cmd_check_config(args) -> None:
     from forward_models import config
 
     files = ([] if args.replace else ["config/config.yaml"]) + args.files
-    cfg = config.load_yaml(*files)
+    cfg = config.load_yaml(*files, presets_dir="config/models")  # as the workflow reads them
     runs = sum(len(cfg.models_for(env)) for env in cfg.envs) * len(cfg.seeds)
     print(f"{' + '.join(files)}: valid; {len(cfg.envs)} envs, {runs} model runs")
 

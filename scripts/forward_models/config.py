@@ -451,13 +451,13 @@ def load(config: dict, presets_dir: str | Path = "config/models") -> ExperimentB
     return experiment_model().model_validate(resolved)
 
 
-def load_yaml(*paths: str | Path) -> ExperimentBase:
+def load_yaml(*paths: str | Path, presets_dir: str | Path | None = None) -> ExperimentBase:
     """Load and merge YAML files (later ones overlay earlier ones, as in Snakemake) and validate;
-    presets are read from ``models/`` beside the first file."""
+    presets are read from ``presets_dir``, by default ``models/`` beside the first file."""
     merged: dict = {}
     for path in paths:
         deep_merge(merged, read_yaml(path))
-    return load(merged, Path(paths[0]).parent / "models")
+    return load(merged, presets_dir or Path(paths[0]).parent / "models")
 
 
 def json_schema() -> dict:
