@@ -42,6 +42,7 @@ class EnvKind:
     """Scripted agents written for it (:data:`forward_models.agents.AGENTS`); the generic ones
     fit every env."""
     max_episode_steps: int | None = None
+    """The step limit it is registered with (None: only the config's ``max_episode_steps``)."""
 
     def floor_function(self):
         module, name = self.floor.split(":")
