@@ -19,7 +19,7 @@ def test_families_read_without_torch_equal_the_model_files_classes():
     assert set(heads) == set(REGISTRY)
     for arch, cls in heads.items():
         real = REGISTRY[arch].Config
-        flags = ("reference", "floor", "draws_pixels", "has_assets", "TINY")
+        flags = ("reference", "floor", "draws_pixels", "has_assets", "TINY", "FIT")
         assert [getattr(cls, f) for f in flags] == [getattr(real, f) for f in flags], arch
         assert cls.model_json_schema() == real.model_json_schema(), arch
 
@@ -141,9 +141,7 @@ def test_overfits_one_batch_of_pong(arch, pong_spec):
         "mask": torch.ones(2, 8, dtype=torch.bool),
     }
     torch.manual_seed(0)
-    cfg = {"arch": arch, "precondition": 2, **tiny(arch)}
-    if arch == "rnn_deconv":
-        cfg.update(hidden=32, decoder_channels=[32, 16, 16, 8])
+    cfg = {"arch": arch, "precondition": 2, **tiny(arch), **REGISTRY[arch].Config.FIT}
     m = models.build(cfg, (3, 32, 32), 9).train()
     # Sprites are raw pixel logits: they need larger steps than weights (measured on asset_stn:
     # 0.52x of the first loss after 300 steps at 3e-3, 0.23x at 1e-2).

@@ -111,6 +111,9 @@ class ModelConfig(Strict):
     TINY: ClassVar[dict[str, Any]] = {}
     """The family's small sizes (a ``train`` key may adjust :data:`TINY_TRAIN`), used by the
     debug overlay (``tiny: true``) and the registry-wide tests."""
+    FIT: ClassVar[dict[str, Any]] = {}
+    """Sizes over ``TINY`` for the registry-wide tests that fit a batch, where ``TINY`` is too
+    small to (the test then names no family)."""
 
     arch: str
     """Model family, a key of the registry (see ``forward_models.families``)."""

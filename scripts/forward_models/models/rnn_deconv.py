@@ -33,6 +33,7 @@ class RNNDeconvConfig(RecurrentConfig):
             "checkpoint_every": 10,
         },
     }
+    FIT = {"hidden": 32, "decoder_channels": [32, 16, 16, 8]}  # its TINY cannot fit a batch
 
     arch: Literal["rnn_deconv"] = "rnn_deconv"
     hidden: int = Field(32, ge=1)
