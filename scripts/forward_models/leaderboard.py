@@ -27,10 +27,17 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
     rows = summary[(summary["metric"] == metric) & summary["horizon"].isin(horizons)]
     df = rows[rows["predictor"] == "model"]
     keys = ["env", "model", "precondition", "reference", "floor", "horizon"]
-    out = df.groupby(keys)["mean"].agg(["mean", "std", "count"]).reset_index()
-    out = out.rename(columns={"count": "seeds"})
-    # The fewest episodes any seed was scored on: below what was asked when few are long enough.
-    out["episodes"] = df.groupby(keys)["episodes"].min().to_numpy()
+    # episodes: the fewest any seed was scored on (below what was asked when few are long enough)
+    out = (
+        df.groupby(keys)
+        .agg(
+            mean=("mean", "mean"),
+            std=("mean", "std"),
+            seeds=("mean", "count"),
+            episodes=("episodes", "min"),
+        )
+        .reset_index()
+    )
     t = stats.t.ppf(0.975, (out["seeds"] - 1).clip(lower=1))
     out["ci95"] = np.where(out["seeds"] > 1, t * out["std"] / np.sqrt(out["seeds"]), np.nan)
     # Distance to the floor at the model's own precondition, on the same frames, where the env
