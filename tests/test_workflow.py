@@ -274,12 +274,12 @@ def test_beyond_pong_runs_an_atari_game_and_a_continuous_action_env(tmp_path):
     snakemake(repo, "--replace-workflow-config", configfiles=("config/beyond.yaml", "tiny.yaml"))
     summary = pd.read_csv(repo / "results/eval/summary.csv")
     models = set(yaml.safe_load((repo / "config/beyond.yaml").read_text())["models"])
-    assert {"conv_gru_transport", "copy_last"} <= models
+    assert {"conv_gru_residual", "conv_gru_logit", "copy_last"} <= models
     for env in ("boxing", "pendulum"):
         assert set(summary[summary.env == env]["model"]) == models, env
     assert summary[summary.metric == "mse"]["mean"].between(0, 1).all()
     board = (repo / "results/eval/leaderboard.md").read_text()
     assert "boxing" in board and "pendulum" in board
     for env in ("boxing", "pendulum"):
-        strip = repo / f"results/figures/{env}/conv_gru_transport/seed0/rollout_strip.png"
+        strip = repo / f"results/figures/{env}/conv_gru_residual/seed0/rollout_strip.png"
         assert strip.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
