@@ -163,15 +163,71 @@ def test_non_finite_batchnorm_statistics_are_found():
 
 @pytest.mark.slow
 def test_a_failing_rule_leaves_its_traceback_in_the_log(tmp_path):
-
     repo = scratch_repo(tmp_path)
     (repo / "bad.yaml").write_text(yaml.safe_dump({"mlflow": {"tracking_uri": "nowhere://x"}}))
-    proc = snakemake(
-        repo, "results/mlflow/experiment.json", configfiles=("config/test.yaml", "bad.yaml"),
-        check=False,
-    )  # fmt: skip
-    log = (repo / "results/logs/mlflow_init.log").read_text()
+    target = "results/models/pong/copy_last/seed0/checkpoint.pt"
+    proc = snakemake(repo, target, configfiles=("config/test.yaml", "bad.yaml"), check=False)
+    log = (repo / "results/logs/train/pong/copy_last/seed0.log").read_text()
     tally(proc.returncode != 0 and "Traceback (most recent call last)" in log and "nowhere" in log)
+
+
+def two_model_repo(tmp_path):
+    """A scratch repo whose workflow config is the tiny one with a learned model and a reference."""
+    repo = scratch_repo(tmp_path)
+    raw = default_with(yaml.safe_load((ROOT / "config/test.yaml").read_text()))
+    raw["models"] = {k: raw["models"][k] for k in ("rnn_dense", "copy_last")}
+    (repo / "config/config.yaml").write_text(yaml.safe_dump(raw))
+    return repo
+
+
+def checkpoints(repo) -> dict[str, int]:
+    return {
+        m: (repo / f"results/models/pong/{m}/seed0/checkpoint.pt").stat().st_mtime_ns
+        for m in ("rnn_dense", "copy_last")
+    }
+
+
+def change_lr(repo, lr: float) -> tuple[str, ...]:
+    (repo / "lr.yaml").write_text(yaml.safe_dump({"models": {"rnn_dense": {"train": {"lr": lr}}}}))
+    return ("config/config.yaml", "lr.yaml")
+
+
+@pytest.mark.slow
+def test_a_lost_tracking_store_is_recreated_and_a_failed_one_retrains_only_what_changed(tmp_path):
+    """mlflow.db deleted after a run, one model changed: the rerun recreates the store and
+    retrains that model only. Then the store breaks (a folder where the file was: SQLite cannot
+    open it) while the model changes again: the run fails naming the store; once the store is
+    back, the next run retrains the changed model and not the other."""
+    from mlflow.tracking import MlflowClient
+
+    repo = two_model_repo(tmp_path)
+    snakemake(repo, configfiles=("config/config.yaml",))
+    before = checkpoints(repo)
+    (repo / "mlflow.db").unlink()
+    snakemake(repo, configfiles=change_lr(repo, 2e-3))
+    after = checkpoints(repo)
+    run_id = (repo / "results/models/pong/rnn_dense/seed0/mlflow_run_id").read_text()
+    run = MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}").get_run(run_id)
+    tally(
+        after["rnn_dense"] != before["rnn_dense"]
+        and after["copy_last"] == before["copy_last"]
+        and "eval/mse_h1" in run.data.metrics,
+        lost=not (repo / "results/models/pong/copy_last/seed0/checkpoint.pt").exists(),
+    )
+
+    (repo / "mlflow.db").unlink()
+    (repo / "mlflow.db").mkdir()
+    broken = snakemake(repo, configfiles=change_lr(repo, 1e-3), check=False)
+    log = (repo / "results/logs/train/pong/rnn_dense/seed0.log").read_text()
+    (repo / "mlflow.db").rmdir()
+    snakemake(repo, configfiles=change_lr(repo, 1e-3))
+    final = checkpoints(repo)
+    tally(
+        broken.returncode != 0
+        and "mlflow.db" in log
+        and final["rnn_dense"] != after["rnn_dense"]
+        and final["copy_last"] == before["copy_last"]
+    )
 
 
 def cli(*args):

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from forward_models import tracking
 from forward_models.data.collect import collect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +56,7 @@ with tracking.start_run({uri!r}, "stress", "writer{i}"):
 @pytest.mark.slow
 def test_eight_concurrent_training_logs_lose_nothing(tmp_path):
     uri, writers, points = f"sqlite:///{tmp_path / 'mlflow.db'}", 8, 150
-    tracking.init_experiment(uri, "stress")  # once, before the fan-out, as the workflow does
+    # No store yet: the writers create it and the experiment at once, as the train jobs do.
     procs = [
         subprocess.Popen(
             [
@@ -107,7 +106,6 @@ def test_same_config_and_seed_give_byte_identical_checkpoints(tmp_path, pong_spe
     cfg = {"arch": arch, "precondition": 2, "hidden": 8, "embed": 4}
     cfg["train"] = {"steps": 6, "batch_size": 4, "seq_len": 8, "val_every": 3, "log_every": 3}
     mlflow = {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "experiment": "repro"}
-    tracking.init_experiment(mlflow["tracking_uri"], mlflow["experiment"])
     train = _train_script()
     blobs = []
     for run in ("a", "b"):

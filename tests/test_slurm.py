@@ -83,9 +83,9 @@ def test_tiny_workflow_runs_through_slurm(cluster, tmp_path):
     assert proc.returncode == 0, log[-4000:]
 
     jobs = slurm_jobs(log)
-    # Everything but the `all` target ran as a SLURM job: rollouts x2, mlflow_init, train x2,
+    # Everything but the `all` target ran as a SLURM job: rollouts x2, train x2,
     # evaluate x2, aggregate, leaderboard, 2 summary figures, rollout strips x2.
-    assert len(jobs) == 13, log[-4000:]
+    assert len(jobs) == 12, log[-4000:]
     assert set(jobs.values()) == {"COMPLETED"}, jobs
     res = repo / "results"
     assert (res / "eval/summary.csv").stat().st_size > 0

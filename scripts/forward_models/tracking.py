@@ -1,4 +1,7 @@
-"""MLflow helpers. The store and the experiment are created once, before training jobs fan out.
+"""MLflow helpers. Every job that writes to the store opens it through :func:`open_store`, which
+creates a missing store (a lost ``mlflow.db`` is recreated) under a file lock: several processes
+creating a fresh SQLite store at once corrupt it. No job holds the experiment as a file output,
+so nothing about the tracking store decides what Snakemake reruns.
 
 The default tracking URI ``sqlite:///mlflow.db`` (artifacts in ``./mlruns``) is exactly where a
 bare ``mlflow ui`` looks when started in the same directory.
@@ -7,13 +10,17 @@ bare ``mlflow ui`` looks when started in the same directory.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import subprocess
+import sys
 import time
 from pathlib import Path
+from urllib.parse import urlparse
 
 import mlflow
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 
@@ -41,27 +48,79 @@ def check_reachable(uri: str, timeout: float = 10.0) -> None:
         ) from None
 
 
+def store_lock(uri: str) -> Path | None:
+    """The lock file that serialises creating a local store (``mlflow.db.lock`` beside an SQLite
+    file, ``.lock`` in a file store's folder); None for a server, which serialises itself."""
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        db = uri.removeprefix("sqlite:///")
+        return Path(db + ".lock") if db and db != ":memory:" else None
+    if parsed.scheme in ("", "file"):
+        return Path(parsed.path or uri) / ".lock"
+    return None
+
+
+@contextlib.contextmanager
+def _locked(path: Path | None):
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client of the store at ``uri``, created (tables and all) if missing, under the lock."""
+    check_reachable(uri)
+    with _locked(store_lock(uri)):
+        client = MlflowClient(tracking_uri=uri)
+        client.search_experiments(max_results=1)  # a fresh SQLite store is made here
+    return client
+
+
 def init_experiment(uri: str, name: str) -> str:
     """Create the tracking store and experiment ``name`` if missing; return the experiment id."""
-    check_reachable(uri)
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(name)
-    return exp.experiment_id if exp else client.create_experiment(name)
+    client = open_store(uri)
+    with _locked(store_lock(uri)):
+        exp = client.get_experiment_by_name(name)
+        if exp is not None:
+            return exp.experiment_id
+        try:
+            return client.create_experiment(name)
+        except MlflowException:  # another job created it on a server in between
+            exp = client.get_experiment_by_name(name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+
+def _has_run(client: MlflowClient, run_id: str) -> bool:
+    try:
+        client.get_run(run_id)
+        return True
+    except MlflowException:
+        return False
 
 
 def start_run(uri: str, experiment: str, run_name: str, run_id: str | None = None, tags=None):
-    """Start (or, with ``run_id``, resume) a run; use as a context manager."""
-    check_reachable(uri)
-    mlflow.set_tracking_uri(uri)
-    exp = mlflow.get_experiment_by_name(experiment)
-    if exp is None:
-        raise RuntimeError(
-            f"MLflow experiment {experiment!r} does not exist in {uri}; the workflow's mlflow_init "
-            f"rule creates it once before training jobs start"
+    """Start (or, with ``run_id``, resume) a run in ``experiment``, which is created if missing;
+    use as a context manager. A run to resume that the store no longer has (the store was
+    deleted) is started anew, with a warning."""
+    exp_id = init_experiment(uri, experiment)
+    if run_id is not None and not _has_run(MlflowClient(tracking_uri=uri), run_id):
+        print(
+            f"warning: MLflow run {run_id} is not in {uri} (the store was replaced or deleted); "
+            f"the resumed training logs to a new run",
+            file=sys.stderr,
         )
-    return mlflow.start_run(
-        run_id=run_id, experiment_id=exp.experiment_id, run_name=run_name, tags=tags
-    )
+        run_id = None
+    mlflow.set_tracking_uri(uri)
+    return mlflow.start_run(run_id=run_id, experiment_id=exp_id, run_name=run_name, tags=tags)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -108,10 +167,19 @@ def log_artifacts(paths) -> None:
 
 def log_to_run(
     uri: str, run_id: str, metrics: dict[str, float] | None = None, artifacts=(), folder=None
-) -> None:
-    """Add metrics and artifact files to an existing run (evaluation and figures of a training run)."""
-    check_reachable(uri)
-    client = MlflowClient(tracking_uri=uri)
+) -> bool:
+    """Add metrics and artifact files to an existing run (evaluation and figures of a training
+    run). Returns False, with a warning that says how to recover, when the store no longer has
+    the run (it was deleted after the model trained): the files stay, untracked."""
+    client = open_store(uri)
+    if not _has_run(client, run_id):
+        print(
+            f"warning: MLflow run {run_id} is not in {uri} (the store was replaced or deleted "
+            f"after the model trained); these results are written to results/ but not tracked. "
+            f"To track them again, retrain: snakemake --forcerun <its checkpoint.pt>",
+            file=sys.stderr,
+        )
+        return False
     if metrics:
         from mlflow.entities import Metric
 
@@ -119,6 +187,7 @@ def log_to_run(
         client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
     for path in artifacts:
         client.log_artifact(run_id, str(path), artifact_path=folder)
+    return True
 
 
 @contextlib.contextmanager

@@ -1,20 +1,9 @@
-rule mlflow_init:
-    output:
-        experiment="results/mlflow/experiment.json",
-    log:
-        "results/logs/mlflow_init.log",
-    conda:
-        "../../envs/train.yaml"
-    params:
-        mlflow=CFG.mlflow.model_dump(),
-    script:
-        "../../scripts/mlflow_init.py"
-
-
+# No rule creates the MLflow store or experiment: the first job that logs does, under a file lock
+# (forward_models.tracking.open_store). As a file output it would make Snakemake retrain every
+# model after the store was lost or its creation failed once.
 rule train:
     input:
         rollouts="results/rollouts/{env}/train.zarr",
-        experiment="results/mlflow/experiment.json",
     output:
         checkpoint="results/models/{env}/{model}/seed{seed}/checkpoint.pt",
         config="results/models/{env}/{model}/seed{seed}/config.yaml",
