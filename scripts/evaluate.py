@@ -23,7 +23,7 @@ def main(snakemake):
     model = models.load(i.checkpoint, map_location=pick_device(p.device))
     labels = {"env": wc.env, "model": wc.model, "seed": int(wc.seed)}
     table, examples = evaluate(
-        model, open_rollouts(i.rollouts, p.verify), ev.horizon, ev.episodes, labels
+        model, open_rollouts(i.rollouts, p.verify), ev.horizon, ev.episodes, labels, ev.samples
     )
     table.to_parquet(o.metrics, index=False)
     np.savez_compressed(o.examples, **examples)

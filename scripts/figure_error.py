@@ -1,4 +1,5 @@
-"""Rule `figure_error_vs_horizon`: open-loop error against horizon for every run.
+"""Rule `figure_error_vs_horizon`: open-loop MSE and the energy score of sampled futures against
+horizon for every run, each with its floor's unreachable region.
 
 Standalone: python scripts/figure_error.py [--configfile ...]
 """
@@ -10,7 +11,9 @@ from forward_models.figures import error_vs_horizon
 
 def main(snakemake):
     summary = pd.read_csv(snakemake.input.summary)
-    error_vs_horizon(summary, snakemake.output.figure, metric="mse", style=snakemake.input.style)
+    o, style = snakemake.output, snakemake.input.style
+    error_vs_horizon(summary, o.figure, metric="mse", style=style)
+    error_vs_horizon(summary, o.es, metric="es", style=style)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 from _rule import run
-from forward_models.leaderboard import leaderboard, leaderboard_markdown
+from forward_models.leaderboard import leaderboard_markdown, leaderboards
 
 
 def main(snakemake):
-    board = leaderboard(pd.read_csv(snakemake.input.summary), snakemake.params.horizons)
+    board = leaderboards(pd.read_csv(snakemake.input.summary), snakemake.params.horizons)
     board.to_csv(snakemake.output.csv, index=False)
     Path(snakemake.output.markdown).write_text(leaderboard_markdown(board))
     print(Path(snakemake.output.markdown).read_text())

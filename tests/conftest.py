@@ -67,6 +67,12 @@ DRAWS = sorted(arch for arch, cls in REGISTRY.items() if cls.Config.draws_pixels
 FRAME_FED = [a for a, cls in REGISTRY.items() if issubclass(cls, FrameFed)]
 
 
+def rollout(m, ctx, actions, seed: int = 0):
+    """``m.rollout``, given a generator seeded ``seed`` where the family samples futures (the
+    same seed draws the same future)."""
+    return m.rollout(ctx, actions, **m.draw(torch.Generator().manual_seed(seed)))
+
+
 def small(arch, **over):
     cfg = {"arch": arch, "precondition": 2, **tiny(arch)}
     cfg.update(over)

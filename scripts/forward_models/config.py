@@ -169,6 +169,10 @@ class EvaluationConfig(Strict):
     """Open-loop steps predicted after the precondition."""
     episodes: int = Field(50, ge=1)
     """Test episodes evaluated (the first ones with enough steps)."""
+    samples: int = Field(16, ge=2, le=256)
+    """K: futures drawn per test episode from a stochastic family and from the floor's
+    posterior (seeded per run and episode); the energy score, spread and best-of-K are over
+    them. A deterministic family is rolled out once and counts as K equal samples."""
     leaderboard: list[Annotated[int, Field(ge=1)]] = [1, 8, 16, 32]
     """Horizons shown in the leaderboard (those beyond ``horizon`` are left out)."""
 

@@ -52,6 +52,7 @@ def eval_windows(
 def predict(
     model: ForwardModel, batch: dict, precondition: int, batch_size: int = 64
 ) -> torch.Tensor:
+    """Point predictions of every window, (E, T, C, H, W) in [0, 1]."""
     model.eval()
     n = len(batch["obs"])
     window = {k: batch[k] for k in ("obs", "action", "mask")}
@@ -60,6 +61,50 @@ def predict(
         for i in range(0, n, batch_size)
     ]
     return torch.cat(out).float().clamp(0, 1)
+
+
+def samples_futures(model: ForwardModel) -> bool:
+    """Whether evaluation draws futures from ``model`` (a stochastic family, or the floor from
+    its posterior); any other is rolled out once and counts as K equal samples."""
+    family = type(model.cfg)
+    return family.stochastic or family.floor
+
+
+def sample_seed(seed: int, episode: int) -> int:
+    """The generator seed of the chunk of windows that starts at test ``episode``."""
+    return 1_000_003 * seed + episode
+
+
+@torch.no_grad()
+def predict_samples(
+    model: ForwardModel, batch: dict, precondition: int, k: int, seed: int, batch_size: int = 64
+) -> tuple[torch.Tensor, dict[str, np.ndarray], torch.Tensor]:
+    """``(point (E, T, C, H, W), scores, first)``: the point prediction of every window, the
+    sample scores (:func:`~forward_models.metrics.sample_scores`, each (E, T)) of ``k`` futures
+    per window, and the first window's ``k`` futures (for figures).
+
+    Windows go through the model in chunks of ``batch_size // k`` whole episodes, each chunk
+    drawn with its own generator seeded by :func:`sample_seed` from its first episode: the
+    same config and seed give the same samples, byte for byte on the CPU, and no episode's
+    futures depend on how many episodes there are after it."""
+    model.eval()
+    window = {key: batch[key] for key in ("obs", "action", "mask")}
+    device = next((t.device for t in model.parameters()), torch.device("cpu"))
+    per = max(1, batch_size // k)  # whole episodes per call
+    points, parts, first = [], [], None
+    for i in range(0, len(window["obs"]), per):
+        chunk = {key: v[i : i + per] for key, v in window.items()}
+        gen = torch.Generator(device=device).manual_seed(
+            sample_seed(seed, int(batch["episode"][i]))
+        )
+        point, samples = model.sample_window(chunk, precondition, k, gen)
+        samples = samples.float().cpu().clamp(0, 1)
+        truth = chunk["obs"][:, precondition:].float()
+        parts.append(metrics.sample_scores(samples, truth))
+        points.append(point.float().cpu().clamp(0, 1))
+        first = samples[0] if first is None else first
+    scores = {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
+    return torch.cat(points), scores, first
 
 
 def tidy(errors: dict[str, np.ndarray], episodes: np.ndarray, **labels) -> pd.DataFrame:
@@ -83,9 +128,21 @@ def tidy(errors: dict[str, np.ndarray], episodes: np.ndarray, **labels) -> pd.Da
 
 
 def evaluate(
-    model: ForwardModel, rollouts: Rollouts, horizon: int, episodes: int, labels: dict
+    model: ForwardModel,
+    rollouts: Rollouts,
+    horizon: int,
+    episodes: int,
+    labels: dict,
+    samples: int = 16,
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Errors against horizon (tidy table) and a few examples for figures.
+
+    The ``model`` predictor's metrics are those of its point prediction (mse, psnr, ssim; for
+    a stochastic family the mean of its ``samples`` futures per episode, for the floor the
+    posterior mean) and of the futures themselves: ``es``, ``spread`` and ``mse_best``
+    (:func:`~forward_models.metrics.sample_scores`; a deterministic model's are those of
+    ``samples`` equal futures: ES = RMSE, spread 0, best-of-K = MSE). Futures are drawn with
+    generators seeded from ``labels["seed"]`` and the episode (:func:`predict_samples`).
 
     Predictors: ``model`` (open loop); ``model_shuffled_actions``, the same episodes fed
     another episode's actions (controllability, after Genie: a model that ignores its actions
@@ -103,22 +160,31 @@ def evaluate(
             len(batch["episode"]), episodes, p + horizon, p, horizon, len(batch["episode"]),
         )  # fmt: skip
     context, actions, truth, _ = split_window(batch, p)
-    preds = {
-        "model": predict(model, batch, p),
-        "model_shuffled_actions": predict(model, shuffled_actions(batch, p), p),
-    }
+    seed, family = int(labels.get("seed", 0)), type(model.cfg)
+    if samples_futures(model):
+        k = model.cfg.samples if family.floor else samples
+        point, scores, first = predict_samples(model, batch, p, k, seed)
+        moved = shuffled_actions(batch, p)  # the floor's point is exact without samples
+        shuffled = (
+            predict(model, moved, p)
+            if family.floor
+            else predict_samples(model, moved, p, k, seed)[0]
+        )
+    else:
+        point = predict(model, batch, p)
+        scores, first = metrics.sample_scores(point[:, None], truth), point[0, None]
+        shuffled = predict(model, shuffled_actions(batch, p), p)
+    preds = {"model": point, "model_shuffled_actions": shuffled}
     with torch.no_grad():
         one_step = model.eval().one_step(context, actions, truth)
     if one_step is not None:
         preds["model_one_step"] = one_step.float().clamp(0, 1)
     ids = batch["episode"].numpy()
-    family = type(model.cfg)
     labels = {**labels, "precondition": p, "reference": family.reference, "floor": family.floor}
+    errors = {name: metrics.step_errors(pred, truth) for name, pred in preds.items()}
+    errors["model"].update(scores)
     table = pd.concat(
-        [
-            tidy(metrics.step_errors(pred, truth), ids, **labels, predictor=name)
-            for name, pred in preds.items()
-        ],
+        [tidy(errs, ids, **labels, predictor=name) for name, errs in errors.items()],
         ignore_index=True,
     )
     examples = {
@@ -127,6 +193,7 @@ def evaluate(
         "truth": frames.uint8_frames(truth[:8]),
         "prediction": frames.uint8_frames(preds["model"][:8]),
         "action": actions[:8].numpy(),  # the actions behind each prediction
+        "samples": frames.uint8_frames(first[:16]),  # the first episode's futures (K, T, H, W, C)
     }
     return table, examples
 
@@ -141,13 +208,22 @@ def shuffled_actions(batch: dict, precondition: int) -> dict:
 
 def run_metrics(table: pd.DataFrame, floor: pd.DataFrame | None = None) -> dict[str, float]:
     """eval/{metric}_h{h} of the model at every horizon, each metric's mean over horizons and,
-    given the floor run's table on the same episodes, eval/x_floor_h{h}: MSE / the floor's."""
+    given the floor run's table on the same episodes: eval/x_floor_h{h} (MSE / the floor's),
+    eval/x_es_floor_h{h} (ES / the floor's samples') and eval/spread_h{h} (the spread ratio,
+    spread / the posterior's)."""
     model = table[table["predictor"] == "model"].groupby(["metric", "horizon"])["value"].mean()
-    out = {f"eval/{m}_h{h}": v for (m, h), v in model.items()}
+    # The raw spread E d(S, S') is logged as pair_distance: eval/spread_h{h} is the ratio.
+    named = model.rename(index={"spread": "pair_distance"}, level="metric")
+    out = {f"eval/{m}_h{h}": v for (m, h), v in named.items()}
     out["eval/episodes"] = float(table.loc[table["predictor"] == "model", "episode"].nunique())
-    out.update({f"eval/{m}_mean": v for m, v in model.groupby(level="metric").mean().items()})
+    out.update({f"eval/{m}_mean": v for m, v in named.groupby(level="metric").mean().items()})
     if floor is not None:
-        best = floor[(floor["predictor"] == "model") & (floor["metric"] == "mse")]
-        ratio = metrics.x_floor(model["mse"], best.groupby("horizon")["value"].mean())
-        out.update({f"eval/x_floor_h{h}": v for h, v in ratio.items()})
+        best = floor[floor["predictor"] == "model"].groupby(["metric", "horizon"])["value"].mean()
+        ratios = {
+            "x_floor": metrics.x_floor(model["mse"], best["mse"]),
+            "x_es_floor": metrics.x_floor(model["es"], best["es"]),
+            "spread": metrics.spread_ratio(model["spread"], best["spread"]),
+        }
+        for name, ratio in ratios.items():
+            out.update({f"eval/{name}_h{h}": v for h, v in ratio.items()})
     return out

@@ -15,14 +15,21 @@ import seaborn as sns  # noqa: E402
 
 from forward_models import frames  # noqa: E402
 
-LABELS = {"mse": "MSE per pixel ([0, 1] intensities)", "psnr": "PSNR (dB)", "ssim": "SSIM"}
+LABELS = {
+    "mse": "MSE per pixel ([0, 1] intensities)",
+    "psnr": "PSNR (dB)",
+    "ssim": "SSIM",
+    "es": "energy score of sampled futures\n(RMS distance per pixel)",
+}
+FLOOR_NAMES = {"mse": "the floor", "es": "the ES floor"}
 
 
 def error_vs_horizon(
     summary: pd.DataFrame, out: str | Path, metric: str = "mse", style=None
 ) -> None:
     """One panel per env; one line per model (references dashed); band = range over seeds. Where
-    the env has a floor, the region below it (no model can get there in expectation) is shaded."""
+    the env has a floor, the region below it (no model can get there in expectation) is shaded:
+    for ``es``, below the energy score of the floor's posterior samples."""
     df = summary[(summary["metric"] == metric) & (summary["predictor"] == "model")]
     df = df.assign(kind=np.where(df["reference"], "reference", "learned"))
     # The floor runs' means; with floors at several preconditions, the lowest (the most seen).
@@ -34,10 +41,10 @@ def error_vs_horizon(
             if env not in floors.index.get_level_values("env"):
                 continue
             best = floors[env]
-            low = best.min() / 10 if metric == "mse" else ax.get_ylim()[0]
+            low = best.min() / 10 if metric in FLOOR_NAMES else ax.get_ylim()[0]
             ax.fill_between(best.index, low, best.to_numpy(), color="0.88", zorder=0, lw=0)
-            ax.text(0.02, 0.02, "below the floor: unreachable", transform=ax.transAxes,
-                    fontsize=7, color="0.4")  # fmt: skip
+            ax.text(0.02, 0.02, f"below {FLOOR_NAMES[metric]}: unreachable",
+                    transform=ax.transAxes, fontsize=7, color="0.4")  # fmt: skip
 
     xlabel = "open-loop horizon (steps after the precondition)"
     lines_by_env(
@@ -49,11 +56,11 @@ def error_vs_horizon(
         LABELS[metric],
         out,
         style,
-        log=metric == "mse",
+        log=metric in FLOOR_NAMES,
         markers=True,
         dashes={"learned": "", "reference": (4, 2)},
         style_order=["learned", "reference"],
-        decorate=shade if metric in ("mse",) else None,
+        decorate=shade if metric in FLOOR_NAMES else None,
     )
 
 
@@ -148,6 +155,54 @@ def rollout_strip(
         fig.tight_layout()
         fig.savefig(out)
         plt.close(fig)
+
+
+def samples_sheet(
+    examples: dict, out: str | Path, posterior=None, k: int = 8, n_frames: int = 12, style=None
+) -> None:
+    """For the first test episode: the truth row (after its precondition), then ``k`` of the
+    model's sampled futures and, given ``posterior`` (the floor's samples of the same episode,
+    (K, T, H, W, C)), ``k`` futures drawn from the exact posterior: whether the samples spread
+    as the truth can."""
+    ctx, truth = examples["context"][0], examples["truth"][0]
+    p, n = len(ctx), min(n_frames, len(truth))
+    rows = [("truth", list(ctx) + list(truth[:n]))]
+    rows += [
+        (f"sample {j + 1}", [None] * p + list(f[:n])) for j, f in enumerate(examples["samples"][:k])
+    ]
+    if posterior is not None:
+        rows += [
+            (f"posterior {j + 1}", [None] * p + list(f[:n])) for j, f in enumerate(posterior[:k])
+        ]
+    with plt.style.context(style or "default"):
+        fig, axes = plt.subplots(
+            len(rows), p + n, figsize=(0.75 * (p + n), 0.8 * len(rows)), squeeze=False
+        )
+        for r, (label, row_frames) in enumerate(rows):
+            for c, frame in enumerate(row_frames):
+                ax = axes[r, c]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                if frame is None:
+                    ax.set_frame_on(False)
+                else:
+                    ax.imshow(frame, interpolation="nearest")
+                if r == 0:
+                    ax.set_title(f"t+{c - p + 1}" if c >= p else f"ctx {c + 1}", fontsize=7)
+            axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+        fig.suptitle(
+            f"episode {int(examples['episode'][0])}: sampled futures"
+            + (" and the exact posterior's" if posterior is not None else ""),
+            fontsize=9,
+        )
+        fig.tight_layout()
+        fig.savefig(out)
+        plt.close(fig)
+
+
+def samples_gif(truth: np.ndarray, samples: np.ndarray, out: str | Path, fps: int = 10) -> None:
+    """Animated truth | sample 1 | ... | sample k of (T, H, W, C) uint8 clips."""
+    imageio.mimsave(out, list(frames.panels([truth, *samples])), duration=1000 / fps, loop=0)
 
 
 def rollout_gif(truth: np.ndarray, pred: np.ndarray, out: str | Path, fps: int = 10) -> None:

@@ -42,3 +42,11 @@ def side_by_side(truth: np.ndarray, pred: np.ndarray, scale: int = 4) -> np.ndar
 def upscale(frames: np.ndarray, scale: int) -> np.ndarray:
     """Nearest-neighbour upscaling of (..., H, W, C) frames."""
     return frames.repeat(scale, axis=-3).repeat(scale, axis=-2)
+
+
+def panels(rows: list[np.ndarray], scale: int = 4) -> np.ndarray:
+    """(T, H, W, C) uint8 clips side by side with grey gaps -> (T, sH, s(nW + 2(n-1)), C)."""
+    t, h, _, c = rows[0].shape
+    gap = np.full((t, h, 2, c), GAP, np.uint8)
+    parts = [part for clip in rows for part in (clip, gap)][:-1]
+    return upscale(np.concatenate(parts, axis=2), scale)

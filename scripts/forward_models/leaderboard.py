@@ -55,57 +55,89 @@ def leaderboard(summary: pd.DataFrame, horizons: list[int], metric: str = "mse")
         out = out.join(delta.rename("delta_shuffled"), on=keys)
     else:
         out["delta_shuffled"] = np.nan
+    out["metric"] = metric
     return out.drop(columns="std")
 
 
-def leaderboard_markdown(board: pd.DataFrame, metric: str = "mse") -> str:
-    """One table per env: models sorted by their mean over the horizons, best first; references
-    are marked; where the env has a floor, each horizon also as a multiple of it (and dB above);
-    last, the controllability: the mean over the horizons shown of how much the error grows
-    when the model is fed another episode's actions (0: it ignores its actions)."""
+def leaderboards(summary: pd.DataFrame, horizons: list[int]) -> pd.DataFrame:
+    """The MSE leaderboard and, where the summary has sample scores, the energy score's, whose
+    ``x_floor`` is against the floor's posterior samples (x ES floor) and whose
+    ``spread_ratio`` is the model's spread over the posterior's (1: calibrated, 0: a point
+    predictor), one ``metric`` column apart."""
+    boards = [leaderboard(summary, horizons, "mse")]
+    if (summary["metric"] == "es").any():
+        es = leaderboard(summary, horizons, "es")
+        spread = leaderboard(summary, horizons, "spread")
+        on = ["env", "model", "horizon"]
+        boards.append(es.join(spread.set_index(on)["x_floor"].rename("spread_ratio"), on=on))
+    return pd.concat(boards, ignore_index=True)
+
+
+TITLES = {
+    "mse": "open-loop MSE (mean ± 95% interval over seeds)",
+    "es": "energy score of sampled futures (RMS distance; mean ± 95% interval over seeds)",
+}
+
+
+def leaderboard_markdown(board: pd.DataFrame) -> str:
+    """Per env, one table per metric (MSE, then the energy score where scored): models sorted by
+    their mean over the horizons, best first; references are marked; where the env has a floor,
+    each horizon also as a multiple of it (and dB above; for the energy score against the
+    floor's posterior samples, with the spread ratio beside it); last, the controllability: the
+    mean over the horizons shown of how much the score grows when the model is fed another
+    episode's actions (0: it ignores its actions)."""
+    if "metric" not in board:
+        board = board.assign(metric="mse")
     parts = []
-    for env, df in board.groupby("env"):
-        cells = {
-            "": [
-                f"{m:.4f}" + ("" if np.isnan(c) else f" ± {c:.4f}")
-                for m, c in zip(df["mean"], df["ci95"], strict=True)
-            ],
-            " x floor": [
-                f"{x:.2f}x ({d:+.1f} dB)"
-                for x, d in zip(df["x_floor"], df["db_above_floor"], strict=True)
-            ],
-        }
-        if df["x_floor"].isna().all():
-            del cells[" x floor"]
-        wide = pd.concat(
-            [
-                df.assign(text=text)
-                .pivot(index="model", columns="horizon", values="text")
-                .rename(columns=lambda h, suffix=suffix: f"h={h}{suffix}")
-                for suffix, text in cells.items()
-            ],
-            axis=1,
-        )
-        rows = df.groupby("model").agg(
-            order=("mean", "mean"),
-            seeds=("seeds", "max"),
-            episodes=("episodes", "min"),
-            precondition=("precondition", "first"),
-            reference=("reference", "first"),
-            delta=("delta_shuffled", "mean"),
-        )
-        rows["Δ shuffled actions"] = [f"{d:+.4f}" for d in rows.pop("delta")]
-        table = wide.join(rows).sort_values("order")
-        table.insert(0, "episodes", table.pop("episodes").astype(int).astype(str))
-        table.insert(0, "P", table.pop("precondition").astype(int).astype(str))
-        table.insert(0, "seeds", table.pop("seeds"))
-        table.index = [f"{m} (reference)" if r else m for m, r in table["reference"].items()]
-        table = table.drop(columns=["order", "reference"]).rename_axis("model")
-        title = f"## {env}: open-loop {metric.upper()} (mean ± 95% interval over seeds)"
-        align = ["left"] + ["right"] * table.shape[1]
-        body = table.to_markdown(colalign=align, disable_numparse=True)
-        parts.append(f"{title}\n\n{body}\n")
+    for (env, metric), df in board.groupby(["env", "metric"], sort=False):
+        parts.append(_table(df, TITLES.get(metric, metric), env, metric == "es"))
     return "\n".join(parts)
+
+
+def _table(df: pd.DataFrame, title: str, env: str, sampled: bool) -> str:
+    floor_name = " x ES floor" if sampled else " x floor"
+    cells = {
+        "": [
+            f"{m:.4f}" + ("" if np.isnan(c) else f" ± {c:.4f}")
+            for m, c in zip(df["mean"], df["ci95"], strict=True)
+        ],
+        floor_name: [
+            f"{x:.2f}x ({d:+.1f} dB)"
+            for x, d in zip(df["x_floor"], df["db_above_floor"], strict=True)
+        ],
+    }
+    if sampled:
+        cells[" spread"] = [f"{r:.2f}" for r in df["spread_ratio"]]
+    if df["x_floor"].isna().all():
+        del cells[floor_name]
+        cells.pop(" spread", None)
+    wide = pd.concat(
+        [
+            df.assign(text=text)
+            .pivot(index="model", columns="horizon", values="text")
+            .rename(columns=lambda h, suffix=suffix: f"h={h}{suffix}")
+            for suffix, text in cells.items()
+        ],
+        axis=1,
+    )
+    rows = df.groupby("model").agg(
+        order=("mean", "mean"),
+        seeds=("seeds", "max"),
+        episodes=("episodes", "min"),
+        precondition=("precondition", "first"),
+        reference=("reference", "first"),
+        delta=("delta_shuffled", "mean"),
+    )
+    rows["Δ shuffled actions"] = [f"{d:+.4f}" for d in rows.pop("delta")]
+    table = wide.join(rows).sort_values("order")
+    table.insert(0, "episodes", table.pop("episodes").astype(int).astype(str))
+    table.insert(0, "P", table.pop("precondition").astype(int).astype(str))
+    table.insert(0, "seeds", table.pop("seeds"))
+    table.index = [f"{m} (reference)" if r else m for m, r in table["reference"].items()]
+    table = table.drop(columns=["order", "reference"]).rename_axis("model")
+    align = ["left"] + ["right"] * table.shape[1]
+    body = table.to_markdown(colalign=align, disable_numparse=True)
+    return f"## {env}: {title}\n\n{body}\n"
 
 
 def headline(summary: pd.DataFrame, horizons: list[int], metric: str = "mse") -> str:

@@ -1,9 +1,14 @@
 """Every score the project reports, in one place (OpenSTL keeps one metrics module too).
 
-Per episode and horizon step: MSE on [0, 1] pixels, PSNR and SSIM (:func:`step_errors`); and a
-model's standing against the floor (the MSE-optimal prediction, :mod:`forward_models.floor`) on
-the same frames: ``x floor`` (:func:`x_floor`) and dB above it (:func:`db_above_floor`).
-Evaluation, the leaderboard and the benchmarks all score through here.
+Per episode and horizon step: MSE on [0, 1] pixels, PSNR and SSIM of a point prediction
+(:func:`step_errors`); for K sampled futures, the energy score, the spread and best-of-K MSE
+(:func:`sample_scores`); and a model's standing against the floor (the MSE-optimal prediction,
+:mod:`forward_models.floor`) on the same frames: ``x floor`` (:func:`x_floor`), dB above it
+(:func:`db_above_floor`), and the same ratio for the energy score against the floor's posterior
+samples. Evaluation, the leaderboard and the benchmarks all score through here.
+
+Distances between frames are RMS over pixels and channels, ``d(a, b) = sqrt(mean((a - b)^2))``
+(a frame's Euclidean norm over sqrt(C H W)), so a point prediction's energy score is its RMSE.
 """
 
 from __future__ import annotations
@@ -45,3 +50,46 @@ def x_floor(mse, floor_mse):
 def db_above_floor(ratio):
     """An ``x floor`` ratio in dB: ``10 log10(ratio)``."""
     return 10 * np.log10(ratio)
+
+
+def rms_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``d(a, b)`` over the trailing (C, H, W) dims of broadcastable frame tensors."""
+    return (a.float() - b.float()).pow(2).flatten(-3).mean(-1).sqrt()
+
+
+def sample_scores(samples: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
+    """Scores of K sampled futures per episode and step (E, T), from ``samples``
+    (E, K, T, C, H, W) and ``truth`` (E, T, C, H, W):
+
+    * ``es``: the energy score ``E d(S, y) - 1/2 E d(S, S')`` with the unbiased pair term
+      (mean over the K (K - 1) ordered pairs of distinct samples); proper, lowest in
+      expectation for a sampler of the true distribution, and a point prediction's RMSE.
+    * ``spread``: ``E d(S, S')`` over those pairs; 0 for K equal samples (a point predictor).
+    * ``mse_best``: the lowest MSE among the K samples (best-of-K, as SVG and SV2P report it);
+      not proper: it rewards spread for its own sake.
+
+    A few lines rather than ``scoringrules``' ensemble energy score: the distance here is the
+    RMS over pixels (a norm over sqrt(D)), the spread comes out of the same pair distances, and
+    the evaluate env needs no extra dependency. K = 1 gives a spread of 0 and ES = RMSE.
+    """
+    e, k, t = samples.shape[:3]
+    s = samples.float().transpose(1, 2).flatten(3)  # (E, T, K, D)
+    y = truth.float().flatten(2)  # (E, T, D)
+    to_truth = (s - y[:, :, None]).pow(2).mean(-1)  # (E, T, K) squared distances
+    if k > 1:
+        pair = torch.cdist(s, s).pow(2) / s.shape[-1]  # squared RMS distances, (E, T, K, K)
+        spread = pair.clamp_min(0).sqrt().sum((-1, -2)) / (k * (k - 1))
+    else:
+        spread = torch.zeros(e, t)
+    es = to_truth.sqrt().mean(-1) - 0.5 * spread
+    return {
+        "es": es.numpy(),
+        "spread": spread.numpy(),
+        "mse_best": to_truth.min(-1).values.clamp_min(1e-10).numpy(),
+    }
+
+
+def spread_ratio(spread, floor_spread):
+    """A model's mean spread over the posterior's on the same frames: 1 is calibrated, below 1
+    under-dispersed, 0 a point predictor (arrays, series or floats)."""
+    return spread / floor_spread

@@ -105,6 +105,11 @@ class ModelConfig(Strict):
     draws_pixels: ClassVar[bool] = False
     """Draws pixels from its state or the action (rather than only moving pixels it reads):
     the registry-wide tests check it can produce frames its inputs do not hold."""
+    stochastic: ClassVar[bool] = False
+    """Samples futures: its ``step`` and ``rollout`` take a ``generator`` (a
+    :class:`torch.Generator`) and draw one future with it; evaluation draws
+    ``evaluation.samples`` of them per episode (a deterministic family is rolled out once and
+    counts as that many equal samples)."""
     has_assets: ClassVar[bool] = False
     """Learns sprites it composites (``assets()``, states with ``warped`` and ``theta``): the
     workflow draws its asset figures."""

@@ -61,6 +61,7 @@ def all_figures():
     return (
         [
             "results/figures/error_vs_horizon.png",
+            "results/figures/es_vs_horizon.png",
             "results/figures/training_curves.png",
             "results/figures/error_vs_compute.png",
         ]
@@ -68,6 +69,10 @@ def all_figures():
         + all_runs(
             "results/figures/{env}/{model}/seed{seed}/assets.png",
             models=[m for m, c in CFG.models.items() if c.has_assets],
+        )
+        + all_runs(
+            "results/figures/{env}/{model}/seed{seed}/samples.png",
+            models=[m for m, c in CFG.models.items() if c.stochastic],
         )
     )
 

@@ -9,6 +9,12 @@ rule figure_error_vs_horizon:
             category="Evaluation",
             labels={"figure": "error vs horizon"},
         ),
+        es=report(
+            "results/figures/es_vs_horizon.png",
+            caption="../report/es_vs_horizon.rst",
+            category="Evaluation",
+            labels={"figure": "energy score vs horizon"},
+        ),
     log:
         "results/logs/figures/error_vs_horizon.log",
     conda:
@@ -46,6 +52,37 @@ rule figure_rollout_strip:
         mlflow=CFG.mlflow.model_dump(),
     script:
         "../../scripts/figure_rollout.py"
+
+
+rule figure_samples:
+    input:
+        examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",
+        floor=floor_eval("rollouts.npz"),
+        run_id="results/models/{env}/{model}/seed{seed}/mlflow_run_id",
+        style=STYLE,
+    output:
+        figure=report(
+            "results/figures/{env}/{model}/seed{seed}/samples.png",
+            caption="../report/samples.rst",
+            category="Rollouts",
+            subcategory="{env}",
+            labels={"model": "{model}", "seed": "{seed}", "figure": "samples"},
+        ),
+        gif=report(
+            "results/figures/{env}/{model}/seed{seed}/samples.gif",
+            caption="../report/samples.rst",
+            category="Rollouts",
+            subcategory="{env}",
+            labels={"model": "{model}", "seed": "{seed}", "figure": "samples GIF"},
+        ),
+    log:
+        "results/logs/figures/{env}/{model}/seed{seed}/samples.log",
+    conda:
+        "../../envs/figures.yaml"
+    params:
+        mlflow=CFG.mlflow.model_dump(),
+    script:
+        "../../scripts/figure_samples.py"
 
 
 rule figure_training:

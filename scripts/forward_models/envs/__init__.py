@@ -38,6 +38,9 @@ class EnvKind:
     """Draws at the config's frame size (``size`` kwarg); otherwise rendered and resized."""
     floor: str | None = None
     """``module:function`` of its floor (:mod:`forward_models.floor`), or None."""
+    floor_sampler: str | None = None
+    """``module:function`` drawing futures from the floor's posterior; None where the posterior
+    is one point (the floor's frames are then every sample)."""
     agents: tuple[str, ...] = ()
     """Scripted agents written for it (:data:`forward_models.agents.AGENTS`); the generic ones
     fit every env."""
@@ -45,8 +48,15 @@ class EnvKind:
     """The step limit it is registered with (None: only the config's ``max_episode_steps``)."""
 
     def floor_function(self):
-        module, name = self.floor.split(":")
-        return getattr(importlib.import_module(module), name)
+        return _load(self.floor)
+
+    def floor_sampler_function(self):
+        return _load(self.floor_sampler) if self.floor_sampler else None
+
+
+def _load(spec: str):
+    module, name = spec.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 KINDS = (
@@ -56,6 +66,7 @@ KINDS = (
         {PONG_ID: {}, PONG_FIXED_ID: {"heading": 0.3}},
         draws_at_size=True,
         floor="forward_models.floor.pong:pong_floor",
+        floor_sampler="forward_models.floor.pong:pong_floor_samples",
         agents=("pong",),
     ),
     EnvKind(

@@ -45,7 +45,7 @@ import numpy as np
 
 from forward_models.floor.common import FloorError
 
-__all__ = ["FloorError", "floor_for_env", "has_floor"]
+__all__ = ["FloorError", "floor_for_env", "floor_samples_for_env", "has_floor"]
 
 
 def has_floor(env_id: str) -> bool:
@@ -54,6 +54,18 @@ def has_floor(env_id: str) -> bool:
 
     kind = envs.kind_of(env_id)
     return kind is not None and kind.floor is not None
+
+
+def _floor_call(env_id: str, env_kwargs: dict | None, size: int):
+    from forward_models import envs
+
+    kind = envs.kind_of(env_id)
+    if kind is None or kind.floor is None:
+        raise ValueError(f"no floor for {env_id!r}: only the built-in Pong and CubeCrash have one")
+    kwargs = envs.env_kwargs(env_id, env_kwargs)
+    if kwargs.pop("size", size) != size:
+        raise ValueError(f"env_kwargs size={env_kwargs['size']} disagrees with size={size}")
+    return kind, {"size": size, **kwargs}
 
 
 def floor_for_env(
@@ -73,12 +85,28 @@ def floor_for_env(
     (:func:`.pong.pong_floor`, :func:`.cube_crash.cube_crash_floor`). Defined for episode-start
     windows only (see the module docstring).
     """
-    from forward_models import envs
+    kind, kwargs = _floor_call(env_id, env_kwargs, size)
+    return kind.floor_function()(context, actions, horizon, **kwargs, **options)
 
-    kind = envs.kind_of(env_id)
-    if kind is None or kind.floor is None:
-        raise ValueError(f"no floor for {env_id!r}: only the built-in Pong and CubeCrash have one")
-    kwargs = envs.env_kwargs(env_id, env_kwargs)
-    if kwargs.pop("size", size) != size:
-        raise ValueError(f"env_kwargs size={env_kwargs['size']} disagrees with size={size}")
-    return kind.floor_function()(context, actions, horizon, size=size, **kwargs, **options)
+
+def floor_samples_for_env(
+    env_id: str,
+    env_kwargs: dict | None,
+    size: int,
+    context: np.ndarray,
+    actions: np.ndarray,
+    horizon: int,
+    k: int,
+    rng: np.random.Generator,
+    **options,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The floor's predictions (as :func:`floor_for_env`) and ``k`` futures drawn from its
+    posterior, ``(E, k, horizon, size, size, 3)``: on Pong uniform over the consistent
+    headings (:func:`.pong.pong_floor_samples`); where the posterior is one point (CubeCrash,
+    whose reset frame shows its whole state) every sample is the floor's prediction."""
+    kind, kwargs = _floor_call(env_id, env_kwargs, size)
+    sampler = kind.floor_sampler_function()
+    if sampler is not None:
+        return sampler(context, actions, horizon, k, rng, **kwargs, **options)
+    mean = kind.floor_function()(context, actions, horizon, **kwargs, **options)
+    return mean, np.repeat(mean[:, None], k, axis=1)

@@ -375,3 +375,34 @@ def _render_mean(g: PongRules, hist: np.ndarray, pmask: np.ndarray) -> np.ndarra
     padded[..., b - 1 : b - 1 + k, b - 1 : b - 1 + k] = hist  # corner (by, bx) at +b-1
     cover = box_sums(padded, b)  # pixel r covered by corners r-b+1..r
     return np.where(pmask, 1.0, np.clip(cover, 0.0, 1.0)).astype(np.float32)
+
+
+def pong_floor_samples(
+    context: np.ndarray,
+    actions: np.ndarray,
+    horizon: int,
+    k: int,
+    rng: np.random.Generator,
+    *,
+    n_headings: int = FINE_HEADINGS,
+    **env_kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The posterior mean (as :func:`pong_floor`) and ``k`` futures drawn from the posterior
+    itself, float32 ``(E, k, horizon, H, W, 3)``: per episode, ``k`` headings drawn uniformly
+    (with replacement) from those the floor keeps, each replayed exactly by the env's rules.
+
+    Energy scores of these samples are the "ES floor"; their spread is the calibrated spread
+    a model's is compared with."""
+    mean, post = pong_floor(
+        context, actions, horizon, n_headings=n_headings, return_posterior=True, **env_kwargs
+    )
+    if env_kwargs.get("heading") is not None:  # a fixed heading: the posterior is one point
+        return mean, np.repeat(mean[:, None], k, axis=1)
+    drawn = np.stack([rng.choice(h, size=k, replace=True) for h in post.headings])  # (E, k)
+    # One replay of all E x k (episode, heading) pairs, each an oracle heading of its episode.
+    rep = np.repeat(np.arange(len(drawn)), k)
+    samples = pong_floor(
+        np.asarray(context)[rep], np.asarray(actions)[rep], horizon, headings=drawn.reshape(-1),
+        **env_kwargs,
+    )  # fmt: skip
+    return mean, samples.reshape(len(drawn), k, *samples.shape[1:])

@@ -53,20 +53,40 @@ class ForwardModel(nn.Module):
         """Apply ``action`` (B,) and return ``(next_frame (B, C, H, W), next_state)``."""
         raise NotImplementedError
 
-    def rollout(self, context: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Open-loop prediction: one frame per action, (B, T, C, H, W)."""
-        state, frames = self.init_state(context), []
+    def rollout(self, context: torch.Tensor, actions: torch.Tensor, generator=None):
+        """Open-loop prediction: one frame per action, (B, T, C, H, W). A stochastic family
+        (``Config.stochastic``) draws one future with ``generator``; the others take none."""
+        draw = self.draw(generator)
+        state, frames = self.init_state(context, **draw), []
         for t in range(actions.shape[1]):
-            frame, state = self.step(state, actions[:, t])
+            frame, state = self.step(state, actions[:, t], **draw)
             frames.append(frame)
         return torch.stack(frames, 1)
 
-    def rollout_window(self, batch: dict[str, torch.Tensor], precondition: int) -> torch.Tensor:
+    def draw(self, generator) -> dict:
+        """The keyword arguments that pass ``generator`` to :meth:`init_state`, :meth:`step`
+        and :meth:`rollout`: none for a deterministic family, whose signatures take none."""
+        return {"generator": generator} if type(self.cfg).stochastic else {}
+
+    def rollout_window(
+        self, batch: dict[str, torch.Tensor], precondition: int, generator=None
+    ) -> torch.Tensor:
         """Open-loop predictions of a window's frames after its precondition (evaluation's
         entry point); a model that needs more of the window than :meth:`rollout` gets (the
         floor: the precondition's actions) overrides it."""
         context, actions, _, _ = split_window(batch, precondition)
-        return self.rollout(context, actions)
+        return self.rollout(context, actions, **self.draw(generator))
+
+    def sample_window(
+        self, batch: dict[str, torch.Tensor], precondition: int, k: int, generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(point, samples)``: ``k`` futures per window, (B, k, T, C, H, W) in [0, 1], drawn
+        with ``generator`` as one batch of B x k rollouts, and the point prediction scored by
+        MSE, their mean (the floor: its exact posterior mean)."""
+        rows = {key: v.repeat_interleave(k, 0) for key, v in batch.items()}
+        out = self.rollout_window(rows, precondition, generator).float().clamp(0, 1)
+        out = out.view(len(batch["obs"]), k, *out.shape[1:])
+        return out.mean(1), out
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``(loss, logs)``: the logs are detached tensors, read on the host only when the
