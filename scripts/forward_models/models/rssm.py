@@ -107,7 +107,12 @@ class Rssm(ForwardModel):
         self.minres = (h // 2 ** len(chans), w // 2 ** len(chans))
         layers, c_in = [], c
         for ch in chans:  # conv, max-pool, norm, act (strided: False)
-            layers += [nn.Conv2d(c_in, ch, cfg.kernel, padding=cfg.kernel // 2), nn.MaxPool2d(2), RMSNorm2d(ch), nn.SiLU()]
+            layers += [
+                nn.Conv2d(c_in, ch, cfg.kernel, padding=cfg.kernel // 2),
+                nn.MaxPool2d(2),
+                RMSNorm2d(ch),
+                nn.SiLU(),
+            ]
             c_in = ch
         self.encoder = nn.Sequential(*layers, nn.Flatten())
         tokens = chans[-1] * self.minres[0] * self.minres[1]
@@ -128,9 +133,15 @@ class Rssm(ForwardModel):
         )
         ups = []
         for c_hi, c_lo in zip(chans[::-1][:-1], chans[::-1][1:], strict=True):
-            ups += [nn.Upsample(scale_factor=2), nn.Conv2d(c_hi, c_lo, cfg.kernel, padding=cfg.kernel // 2)]
+            ups += [
+                nn.Upsample(scale_factor=2),
+                nn.Conv2d(c_hi, c_lo, cfg.kernel, padding=cfg.kernel // 2),
+            ]
             ups += [RMSNorm2d(c_lo), nn.SiLU()]
-        ups += [nn.Upsample(scale_factor=2), nn.Conv2d(chans[0], c, cfg.kernel, padding=cfg.kernel // 2)]
+        ups += [
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(chans[0], c, cfg.kernel, padding=cfg.kernel // 2),
+        ]
         self.up = nn.Sequential(*ups)
         self.chans = chans
 
