@@ -56,14 +56,30 @@ def test_dream_env_passes_check_env(checkpoints, arch):
     assert obs2.shape == obs.shape and not term
 
 
-def test_dream_is_deterministic_given_seed_and_actions(checkpoints):
-    env = gym.make(DREAM_ID, checkpoint=str(checkpoints["rnn_deconv"]))
+SAMPLERS = sorted(a for a in FAMILIES if models.REGISTRY[a].Config.stochastic)
+
+
+@pytest.mark.parametrize("arch", ["rnn_deconv", *SAMPLERS])
+def test_dream_is_deterministic_given_seed_and_actions(checkpoints, arch):
+    """A sampling family's dream too: its generator is seeded at reset."""
+    env = gym.make(DREAM_ID, checkpoint=str(checkpoints[arch]))
     runs = []
     for _ in range(2):
         frames = [env.reset(seed=5)[0]]
         frames += [env.step(a)[0] for a in [0, 4, 8, 8, 2]]
         runs.append(np.stack(frames))
     np.testing.assert_array_equal(*runs)
+
+
+@pytest.mark.parametrize("arch", SAMPLERS)
+def test_a_sampling_dream_draws_another_future_on_redraw(checkpoints, arch):
+    env = gym.make(DREAM_ID, checkpoint=str(checkpoints[arch])).unwrapped
+    context = env.precondition(seed=5)
+    futures = []
+    for redraw in (False, True):
+        env.redraw(context) if redraw else (env.generator.manual_seed(5), env.sync(context))
+        futures.append(np.stack([env.step(a)[0] for a in [0, 4, 8, 8, 2]]))
+    assert not np.array_equal(*futures)
 
 
 def test_play_headless_records_100_frames_that_follow_the_keys(checkpoints, tmp_path):

@@ -6,7 +6,11 @@ precondition and from then on steps the model alone: agents can be trained insid
 
 ``forward-models play CHECKPOINT`` opens a pygame window showing truth | prediction |
 |difference| on the same keyboard actions. Keys: the env's map (shown on screen), R resets,
-S re-syncs the model to the true frames, N draws a new precondition (new seed), Esc quits.
+S re-syncs the model to the true frames, N draws a new precondition (new seed), D draws another
+future from the true frames (a stochastic family; a deterministic one re-syncs), Esc quits.
+
+A stochastic family draws one future per dream, with a generator seeded at reset (the same
+seed, the same dream); :meth:`Dream.redraw` draws another.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class Dream(gym.Env):
         self.action_space = self.true_env.action_space
         self.p = self.model.cfg.precondition
         self._frame = np.zeros((h, w, c), np.uint8)
+        self.generator = torch.Generator(device=device).manual_seed(0)
 
     def precondition(self, seed: int | None) -> list[np.ndarray]:
         """The true env's first P frames (no-op-free: the agent acts at random, seeded)."""
@@ -75,13 +80,20 @@ class Dream(gym.Env):
     def sync(self, context: list[np.ndarray]) -> None:
         """(Re)start the model from ``context``, the last P true frames."""
         self.model.eval()
-        self.state = self.model.init_state(_to_float(context[-self.p :]))
+        draw = self.model.draw(self.generator)
+        self.state = self.model.init_state(_to_float(context[-self.p :]), **draw)
         self._frame = context[-1]
+
+    def redraw(self, context: list[np.ndarray]) -> None:
+        """Start another future from ``context``: a new generator seed, then :meth:`sync`."""
+        self.generator.manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
+        self.sync(context)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         if seed is None:
             seed = int(self.np_random.integers(2**31))
+        self.generator.manual_seed(seed)
         self.sync(self.precondition(seed))
         return self._frame.copy(), {}
 
@@ -90,7 +102,7 @@ class Dream(gym.Env):
         if not self.action_space.contains(action):
             raise ValueError(f"action {action!r} is not in {self.action_space}")
         a = torch.as_tensor(np.asarray(action)[None])
-        frame, self.state = self.model.step(self.state, a)
+        frame, self.state = self.model.step(self.state, a, **self.model.draw(self.generator))
         self._frame = frames.uint8_frames(frame[0])
         return self._frame.copy(), 0.0, False, False, {}
 
@@ -128,7 +140,7 @@ def play(
     help_text = (
         "keys: "
         + ", ".join("+".join(k) for k in agent.keymap if k)
-        + " | R reset  S sync  N new  Esc quit"
+        + " | R reset  S sync  N new  D redraw  Esc quit"
     )
     while steps is None or t < steps:
         held = set()
@@ -143,6 +155,8 @@ def play(
                 dream.sync(truth_frames)
             elif event.type == pygame.KEYDOWN and event.key == pygame.K_s:
                 dream.sync(truth_frames)
+            elif event.type == pygame.KEYDOWN and event.key == pygame.K_d:
+                dream.redraw(truth_frames)
         if steps is not None and t >= steps:
             break
         if keys is not None:
