@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import FRAME_FED, LEARNED, ROOT, scratch_repo, snakemake
+from forward_models import models
 
 pytestmark = pytest.mark.slow
 PRESETS = sorted(p.stem for p in (ROOT / "config" / "models").glob("*.yaml"))
+MODELS = sorted(yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["models"])
 
 
 @pytest.fixture(scope="module")
@@ -43,30 +45,38 @@ def test_every_output_exists_and_is_sane(run):
     metrics = pd.read_parquet(res / "eval/pong/rnn_deconv/seed0/metrics.parquet")
     # open loop, and on shuffled actions (controllability); references are runs of their own
     assert set(metrics["predictor"]) == {"model", "model_shuffled_actions"}
-    assert set(metrics["metric"]) == {"mse", "psnr", "ssim"} and metrics["horizon"].max() == 8
+    by = metrics.groupby("predictor")["metric"].agg(set)
+    assert by["model_shuffled_actions"] == {"mse", "psnr", "ssim"}
+    assert by["model"] == {"mse", "psnr", "ssim", "es", "spread", "mse_best"}
+    assert metrics["horizon"].max() == 8
     summary = pd.read_csv(res / "eval/summary.csv")
     # Every family runs through the DAG, and the floor also at every other precondition in use.
-    assert set(summary["model"]) == set(PRESETS) | {"floor_p2"}
+    assert set(summary["model"]) == set(MODELS) | {"floor_p2"}
     assert set(summary[summary.model == "floor_p2"]["precondition"]) == {2}
     for model, rows in summary.groupby("model"):
         predictors = {"model", "model_shuffled_actions"}  # controllability
         if model in FRAME_FED:
             predictors.add("model_one_step")
         assert set(rows["predictor"]) == predictors, model  # one_step: teacher forced
-        assert len(rows) == len(predictors) * 8 * 3, model  # predictor x horizon x metric
+        # predictor x horizon x metric; the open-loop predictor also has the 3 sample scores
+        assert len(rows) == (len(predictors) * 3 + 3) * 8, model
         assert rows["reference"].eq(model not in LEARNED).all(), model  # the family's flag
     assert summary["mean"].notna().all()
     mse = summary[summary.metric == "mse"]
     assert mse["mean"].between(0, 1).all() and (mse["episodes"] == 4).all()
 
     board = (res / "eval/leaderboard.md").read_text()
-    assert board.count("| rnn_deconv ") == 1 and board.count("| copy_last (reference) ") == 1
+    # One row per table: MSE, then the energy score of sampled futures.
+    assert board.count("| rnn_deconv ") == 2 and board.count("| copy_last (reference) ") == 2
+    assert "energy score" in board and "x ES floor" in board and board.count("Δ shuffled") == 1
     assert "h=8" in board
     figs = ["error_vs_horizon.png", "training_curves.png", "params_vs_error.png"]
     figs += ["error_vs_compute.png"]
     val = log[log["split"] == "val"]  # error against compute, logged as it trains
     assert {"loss", "open_loop_mse", "seconds", "frames"} <= set(val["metric"])
-    figs += [f"pong/{m}/seed0/rollout_strip.png" for m in PRESETS]
+    figs += [f"pong/{m}/seed0/rollout_strip.png" for m in MODELS]
+    figs += ["es_vs_horizon.png"]  # sampled futures: every run's energy score
+    figs += [f"pong/{m}/seed0/samples.png" for m in MODELS if models.REGISTRY[m].Config.stochastic]
     figs += ["pong/asset_stn/seed0/assets.png"]
     assert (res / "figures/pong/asset_stn/seed0/assets.gif").stat().st_size > 0
     for fig in (f"figures/{f}" for f in figs):
@@ -74,9 +84,7 @@ def test_every_output_exists_and_is_sane(run):
     # A learned model's strip adds the floor's prediction of the episode; the floor's own not.
     from PIL import Image
 
-    rows = {
-        m: Image.open(res / f"figures/pong/{m}/seed0/rollout_strip.png").height for m in PRESETS
-    }
+    rows = {m: Image.open(res / f"figures/pong/{m}/seed0/rollout_strip.png").height for m in MODELS}
     assert rows["conv_gru_residual"] > 1.2 * rows["floor"], rows
 
 
@@ -86,7 +94,7 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
     client = MlflowClient(tracking_uri=f"sqlite:///{run / 'mlflow.db'}")
     exp = client.get_experiment_by_name("forward-models")
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
-    assert set(runs) == {f"pong/{m}/seed0" for m in [*PRESETS, "floor_p2"]}
+    assert set(runs) == {f"pong/{m}/seed0" for m in [*MODELS, "floor_p2"]}
     r = runs["pong/rnn_deconv/seed0"]
     assert r.data.params["model.arch"] == "rnn_deconv" and len(r.data.tags["git_commit"]) > 0
     assert len(client.get_metric_history(r.info.run_id, "train/loss")) == 4
@@ -111,6 +119,14 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
         runs[f"pong/{n}/seed0"].data.metrics for n in ("frame_transformer_dense", "floor_p2")
     )
     assert np.isclose(m["eval/x_floor_h3"], m["eval/mse_h3"] / floor["eval/mse_h3"])
+    # Sampled futures: the energy score against the floor's posterior samples, and the spread.
+    s = runs["pong/rssm/seed0"]
+    assert {"eval/es_h1", "eval/x_es_floor_h1", "eval/spread_h1"} <= set(s.data.metrics)
+    assert r.data.metrics["eval/spread_h1"] == 0  # a point predictor
+    assert {a.path for a in client.list_artifacts(s.info.run_id, "figures")} >= {
+        "figures/samples.png",
+        "figures/samples.gif",
+    }
 
 
 def test_second_run_has_nothing_to_do(run):
@@ -222,10 +238,20 @@ def test_killed_training_resumes_when_the_workflow_reruns(tmp_path):
     assert steps.min() == 25 and steps.max() == 600  # the log spans the kill
 
 
-def test_default_config_holds_every_family():
+def test_default_config_holds_every_family_and_every_preset_is_shipped_in_a_config():
     raw = yaml.safe_load((ROOT / "config/config.yaml").read_text())
-    assert sorted(m["preset"] for m in raw["models"].values()) == PRESETS
+    presets = {m["preset"] for m in raw["models"].values()}
+    archs = {
+        yaml.safe_load((ROOT / f"config/models/{p}.yaml").read_text())["arch"] for p in presets
+    }
+    assert archs == set(models.REGISTRY)
     assert len(raw["seeds"]) == 3
+    shipped = {
+        m.get("preset")
+        for path in (ROOT / "config").glob("*.yaml")
+        for m in (yaml.safe_load(path.read_text()).get("models") or {}).values()
+    }
+    assert set(PRESETS) <= shipped
 
 
 def test_report_renders_in_headless_chromium_with_every_figure(run):

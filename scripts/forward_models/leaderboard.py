@@ -83,9 +83,9 @@ def leaderboard_markdown(board: pd.DataFrame) -> str:
     """Per env, one table per metric (MSE, then the energy score where scored): models sorted by
     their mean over the horizons, best first; references are marked; where the env has a floor,
     each horizon also as a multiple of it (and dB above; for the energy score against the
-    floor's posterior samples, with the spread ratio beside it); last, the controllability: the
-    mean over the horizons shown of how much the score grows when the model is fed another
-    episode's actions (0: it ignores its actions)."""
+    floor's posterior samples, with the spread ratio beside it); last, in the MSE table, the
+    controllability: the mean over the horizons shown of how much the error grows when the
+    model is fed another episode's actions (0: it ignores its actions)."""
     if "metric" not in board:
         board = board.assign(metric="mse")
     parts = []
@@ -128,7 +128,9 @@ def _table(df: pd.DataFrame, title: str, env: str, sampled: bool) -> str:
         reference=("reference", "first"),
         delta=("delta_shuffled", "mean"),
     )
-    rows["Δ shuffled actions"] = [f"{d:+.4f}" for d in rows.pop("delta")]
+    delta = rows.pop("delta")
+    if not sampled:  # controllability is the MSE table's (the shuffled run draws no samples)
+        rows["Δ shuffled actions"] = [f"{d:+.4f}" for d in delta]
     table = wide.join(rows).sort_values("order")
     table.insert(0, "episodes", table.pop("episodes").astype(int).astype(str))
     table.insert(0, "P", table.pop("precondition").astype(int).astype(str))
