@@ -11,7 +11,7 @@ import numpy as np
 from _rule import run
 from forward_models import tracking
 from forward_models.config import MlflowConfig
-from forward_models.figures import rollout_gif, rollout_strip
+from forward_models.figures import rollout_gif, rollout_strip, same_episodes
 
 
 def main(snakemake):
@@ -24,16 +24,6 @@ def main(snakemake):
     uri = MlflowConfig.model_validate(snakemake.params.mlflow).tracking_uri
     run_id = Path(i.run_id).read_text().strip()
     tracking.log_to_run(uri, run_id, artifacts=[o.figure, o.gif], folder="figures")
-
-
-def same_episodes(ex: dict, other: dict) -> dict:
-    """``other``'s examples, checked to be of the same test episodes as ``ex``'s."""
-    if not np.array_equal(ex["episode"], other["episode"]):
-        raise ValueError(
-            f"the floor's examples are episodes {other['episode'].tolist()}, the model's "
-            f"{ex['episode'].tolist()}: re-run the evaluation of both"
-        )
-    return other
 
 
 if __name__ == "__main__":

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 from _rule import run
-from figure_rollout import same_episodes
 from forward_models import tracking
 from forward_models.config import MlflowConfig
-from forward_models.figures import samples_gif, samples_sheet
+from forward_models.figures import same_episodes, samples_gif, samples_sheet
 
 
 def main(snakemake):

@@ -112,6 +112,16 @@ def nothing_to_draw(out: str | Path, why: str, style=None) -> None:
         plt.close(fig)
 
 
+def same_episodes(ex: dict, other: dict) -> dict:
+    """``other``'s examples, checked to be of the same test episodes as ``ex``'s."""
+    if not np.array_equal(ex["episode"], other["episode"]):
+        raise ValueError(
+            f"the floor's examples are episodes {other['episode'].tolist()}, the model's "
+            f"{ex['episode'].tolist()}: re-run the evaluation of both"
+        )
+    return other
+
+
 def rollout_strip(
     examples: dict, out: str | Path, n_frames: int = 12, episode: int = 0, style=None
 ) -> None:
