@@ -74,12 +74,44 @@ def _locked(path: Path | None):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def check_sqlite_file(uri: str) -> None:
+    """For a ``sqlite:///`` URI, refuse at once a path SQLite cannot use (a folder, an
+    unwritable place): MLflow retries such a store for ~100 s before it says anything."""
+    lock = store_lock(uri)
+    if lock is None or urlparse(uri).scheme != "sqlite":
+        return
+    db = Path(str(lock).removesuffix(".lock"))
+    import os
+
+    if db.exists() and not db.is_file():
+        why = "is not a file"
+    elif not db.exists() and not os.access(db.parent if str(db.parent) else ".", os.W_OK):
+        why = "does not exist and its folder is not writable"
+    else:
+        return
+    raise TrackingUnreachable(
+        f"the MLflow tracking store {uri} cannot be opened or created: {db} {why}; remove or "
+        f"fix it (the next job creates a fresh store) or set mlflow.tracking_uri to one that "
+        f"works, then rerun snakemake (finished jobs are kept)"
+    )
+
+
 def open_store(uri: str) -> MlflowClient:
     """A client of the store at ``uri``, created (tables and all) if missing, under the lock."""
     check_reachable(uri)
+    check_sqlite_file(uri)
     with _locked(store_lock(uri)):
-        client = MlflowClient(tracking_uri=uri)
-        client.search_experiments(max_results=1)  # a fresh SQLite store is made here
+        try:
+            client = MlflowClient(tracking_uri=uri)
+            client.search_experiments(max_results=1)  # a fresh SQLite store is made here
+        except Exception as exc:  # MLflow's own message names neither the store nor a way out
+            raise TrackingUnreachable(
+                f"the MLflow tracking store {uri} cannot be opened or created "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); make its path a "
+                f"writable file (or delete it: the next job creates a fresh store) or set "
+                f"mlflow.tracking_uri to one that works, then rerun snakemake (finished jobs are "
+                f"kept)"
+            ) from exc
     return client
 
 

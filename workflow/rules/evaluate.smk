@@ -22,6 +22,10 @@ rule evaluate:
         mlflow=CFG.mlflow.model_dump(),
         device=CFG.device,
         verify=CFG.verify_stores,
+        # Not read by the script: a changed model config makes this job out of date by its
+        # params, so a retrain that failed once (its checkpoint deleted) runs again next time;
+        # Snakemake does not recreate a missing intermediate file whose consumers look done.
+        model=model_params,
     script:
         "../../scripts/evaluate.py"
 
