@@ -138,9 +138,18 @@ def rollout_strip(
         ("prediction", [None] * p + list(pred[:n])),
         ("|difference|", [None] * p + list(diff)),
     ]
+    title = f"episode {int(examples['episode'][episode])}: precondition (orange) then open loop"
+    frame_grid(rows, p, title, out, (0.9, 1.07), {"fontsize": 8}, mark_context=True, style=style)
+
+
+def frame_grid(rows, p: int, title: str, out, cell, label_kw: dict, mark_context: bool, style):
+    """A figure of labelled rows of frames (None: an empty cell), columns titled by the
+    precondition (``ctx i``, the first ``p``) and the open-loop steps (``t+i``); ``cell`` is
+    each frame's (width, height) in inches, ``mark_context`` frames the first row's context."""
+    cols = len(rows[0][1])
     with plt.style.context(style or "default"):
         fig, axes = plt.subplots(
-            len(rows), p + n, figsize=(0.9 * (p + n), 1.07 * len(rows)), squeeze=False
+            len(rows), cols, figsize=(cell[0] * cols, cell[1] * len(rows)), squeeze=False
         )
         for r, (label, row_frames) in enumerate(rows):
             for c, frame in enumerate(row_frames):
@@ -153,15 +162,12 @@ def rollout_strip(
                     ax.imshow(frame, interpolation="nearest")
                 if r == 0:
                     ax.set_title(f"t+{c - p + 1}" if c >= p else f"ctx {c + 1}", fontsize=7)
-                if c < p and r == 0:
+                if mark_context and c < p and r == 0:
                     for spine in ax.spines.values():
                         spine.set_edgecolor("tab:orange")
                         spine.set_linewidth(2)
-            axes[r, 0].set_ylabel(label, fontsize=8)
-        fig.suptitle(
-            f"episode {int(examples['episode'][episode])}: precondition (orange) then open loop",
-            fontsize=9,
-        )
+            axes[r, 0].set_ylabel(label, **label_kw)
+        fig.suptitle(title, fontsize=9)
         fig.tight_layout()
         fig.savefig(out)
         plt.close(fig)
@@ -184,30 +190,11 @@ def samples_sheet(
         rows += [
             (f"posterior {j + 1}", [None] * p + list(f[:n])) for j, f in enumerate(posterior[:k])
         ]
-    with plt.style.context(style or "default"):
-        fig, axes = plt.subplots(
-            len(rows), p + n, figsize=(0.75 * (p + n), 0.8 * len(rows)), squeeze=False
-        )
-        for r, (label, row_frames) in enumerate(rows):
-            for c, frame in enumerate(row_frames):
-                ax = axes[r, c]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if frame is None:
-                    ax.set_frame_on(False)
-                else:
-                    ax.imshow(frame, interpolation="nearest")
-                if r == 0:
-                    ax.set_title(f"t+{c - p + 1}" if c >= p else f"ctx {c + 1}", fontsize=7)
-            axes[r, 0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
-        fig.suptitle(
-            f"episode {int(examples['episode'][0])}: sampled futures"
-            + (" and the exact posterior's" if posterior is not None else ""),
-            fontsize=9,
-        )
-        fig.tight_layout()
-        fig.savefig(out)
-        plt.close(fig)
+    title = f"episode {int(examples['episode'][0])}: sampled futures" + (
+        " and the exact posterior's" if posterior is not None else ""
+    )
+    label_kw = {"fontsize": 7, "rotation": 0, "ha": "right", "va": "center"}
+    frame_grid(rows, p, title, out, (0.75, 0.8), label_kw, mark_context=False, style=style)
 
 
 def samples_gif(truth: np.ndarray, samples: np.ndarray, out: str | Path, fps: int = 10) -> None:

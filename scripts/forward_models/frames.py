@@ -34,9 +34,7 @@ def difference(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def side_by_side(truth: np.ndarray, pred: np.ndarray, scale: int = 4) -> np.ndarray:
     """(T, H, W, C) uint8 pair -> (T, sH, s(3W + 4), C): truth | prediction | |difference|."""
-    gap = np.full((*truth.shape[:2], 2, truth.shape[3]), GAP, np.uint8)
-    frames = np.concatenate([truth, gap, pred, gap, difference(truth, pred)], axis=2)
-    return upscale(frames, scale)
+    return panels([truth, pred, difference(truth, pred)], scale)
 
 
 def upscale(frames: np.ndarray, scale: int) -> np.ndarray:

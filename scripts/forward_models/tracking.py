@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -48,16 +49,32 @@ def check_reachable(uri: str, timeout: float = 10.0) -> None:
         ) from None
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store, or in memory)."""
+    if urlparse(uri).scheme != "sqlite":
+        return None
+    db = uri.removeprefix("sqlite:///")
+    return Path(db) if db and db != ":memory:" else None
+
+
 def store_lock(uri: str) -> Path | None:
     """The lock file that serialises creating a local store (``mlflow.db.lock`` beside an SQLite
     file, ``.lock`` in a file store's folder); None for a server, which serialises itself."""
     parsed = urlparse(uri)
     if parsed.scheme == "sqlite":
-        db = uri.removeprefix("sqlite:///")
-        return Path(db + ".lock") if db and db != ":memory:" else None
+        db = sqlite_file(uri)
+        return Path(f"{db}.lock") if db else None
     if parsed.scheme in ("", "file"):
         return Path(parsed.path or uri) / ".lock"
     return None
+
+
+def _unusable_store(uri: str, why: str) -> TrackingUnreachable:
+    return TrackingUnreachable(
+        f"the MLflow tracking store {uri} cannot be opened or created{why}; make its path a "
+        f"writable file (or delete it: the next job creates a fresh store) or set "
+        f"mlflow.tracking_uri to one that works, then rerun snakemake (finished jobs are kept)"
+    )
 
 
 @contextlib.contextmanager
@@ -77,23 +94,13 @@ def _locked(path: Path | None):
 def check_sqlite_file(uri: str) -> None:
     """For a ``sqlite:///`` URI, refuse at once a path SQLite cannot use (a folder, an
     unwritable place): MLflow retries such a store for ~100 s before it says anything."""
-    lock = store_lock(uri)
-    if lock is None or urlparse(uri).scheme != "sqlite":
+    db = sqlite_file(uri)
+    if db is None:
         return
-    db = Path(str(lock).removesuffix(".lock"))
-    import os
-
     if db.exists() and not db.is_file():
-        why = "is not a file"
-    elif not db.exists() and not os.access(db.parent if str(db.parent) else ".", os.W_OK):
-        why = "does not exist and its folder is not writable"
-    else:
-        return
-    raise TrackingUnreachable(
-        f"the MLflow tracking store {uri} cannot be opened or created: {db} {why}; remove or "
-        f"fix it (the next job creates a fresh store) or set mlflow.tracking_uri to one that "
-        f"works, then rerun snakemake (finished jobs are kept)"
-    )
+        raise _unusable_store(uri, f": {db} is not a file")
+    if not db.exists() and not os.access(db.parent, os.W_OK):
+        raise _unusable_store(uri, f": {db} does not exist and its folder is not writable")
 
 
 def open_store(uri: str) -> MlflowClient:
@@ -105,13 +112,8 @@ def open_store(uri: str) -> MlflowClient:
             client = MlflowClient(tracking_uri=uri)
             client.search_experiments(max_results=1)  # a fresh SQLite store is made here
         except Exception as exc:  # MLflow's own message names neither the store nor a way out
-            raise TrackingUnreachable(
-                f"the MLflow tracking store {uri} cannot be opened or created "
-                f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); make its path a "
-                f"writable file (or delete it: the next job creates a fresh store) or set "
-                f"mlflow.tracking_uri to one that works, then rerun snakemake (finished jobs are "
-                f"kept)"
-            ) from exc
+            first = str(exc).splitlines()[0][:200]
+            raise _unusable_store(uri, f" ({type(exc).__name__}: {first})") from exc
     return client
 
 

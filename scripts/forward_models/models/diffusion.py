@@ -158,6 +158,12 @@ class UNet(nn.Module):
         return x
 
 
+def quantise(x: torch.Tensor) -> torch.Tensor:
+    """A denoised estimate clamped to [-1, 1] and rounded to 256 levels (DIAMOND's
+    ``wrap_model_output``)."""
+    return x.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1)
+
+
 def karras_sigmas(steps: int, lo: float, hi: float, rho: float) -> torch.Tensor:
     """DIAMOND's ``build_sigmas``: ``steps`` levels from ``hi`` to ``lo``, then 0."""
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64)
@@ -209,8 +215,7 @@ class Diffusion(ForwardModel):
     def _denoise(self, noisy, sigma, past, action):
         """The denoised estimate, quantised to 256 levels in [-1, 1] (DIAMOND's wrap)."""
         c_in, c_out, c_skip, c_noise = self._conditioners(sigma)
-        d = c_skip * noisy + c_out * self._inner(noisy * c_in, c_noise, past, action)
-        return d.clamp(-1, 1).add(1).mul(127.5).round().div(127.5).sub(1)
+        return quantise(c_skip * noisy + c_out * self._inner(noisy * c_in, c_noise, past, action))
 
     # --- the interface ----------------------------------------------------------------------
     def init_state(self, context, generator=None):
@@ -255,7 +260,6 @@ class Diffusion(ForwardModel):
             total = total + (per * mask).sum()
             count = count + mask.sum()
             with torch.no_grad():  # the next position conditions on this estimate
-                d = (c_skip * noisy + c_out * out).clamp(-1, 1)
-                frames[:, i + p] = d.add(1).mul(127.5).round().div(127.5).sub(1)
+                frames[:, i + p] = quantise(c_skip * noisy + c_out * out)
         loss = total / count.clamp_min(1.0)
         return loss, {"loss": loss.detach()}
