@@ -11,7 +11,11 @@ config's test split. The training loop is the workflow's (``forward_models.train
 each family's own ``loss``, Adam, gradient clipping, its lr schedule; ``lr_schedule: cosine``
 runs over the time budget here.
 Each line of ``--out`` is one evaluation: steps, seconds, frames, x floor per horizon (1-32),
-the mean MSE over h=1-32 and its ratio to the floor's.
+the mean MSE over h=1-32 and its ratio to the floor's, and the energy score as a multiple of
+the floor posterior's ("x ES floor", its samples drawn once on the same windows) and the spread
+ratio per horizon, with their means over h=1-32. A family that samples futures is scored on
+``--samples`` futures per episode (its MSE is their mean's, as the workflow's); a deterministic
+one on its one future (ES = RMSE, spread 0).
 """
 
 from __future__ import annotations
@@ -32,7 +36,12 @@ from forward_models import metrics, models  # noqa: E402
 from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
-from forward_models.evaluation import eval_windows, predict  # noqa: E402
+from forward_models.evaluation import (  # noqa: E402
+    eval_windows,
+    predict,
+    predict_samples,
+    samples_futures,
+)
 from forward_models.training import Budget, train  # noqa: E402
 from models import PONG, UNBOUNDED, floor_of  # noqa: E402  (bench/models.py)
 
@@ -47,14 +56,28 @@ def store(data: Path, split: str, episodes: int, seed: int):
     return open_rollouts(path)
 
 
-def horizon_mse(model, batch, p: int) -> np.ndarray:
-    """Open-loop MSE at h = 1..HORIZON, averaged over the windows."""
+def sample_horizons(model, batch, p: int, k: int, seed: int) -> dict[str, np.ndarray]:
+    """Open-loop MSE of the mean of ``k`` futures, ES and spread at h = 1..HORIZON."""
     was = model.training
-    model.eval()
     with torch.no_grad():
-        err = metrics.horizon_mse(predict(model, batch, p), batch["obs"][:, p:])
+        point, scores, _ = predict_samples(model, batch, p, k, seed)
     model.train(was)
-    return np.asarray(err)
+    out = {name: scores[name].mean(0) for name in ("es", "spread")}
+    return {"mse": np.asarray(metrics.horizon_mse(point, batch["obs"][:, p:])), **out}
+
+
+def sample_record(model, batch, p: int, k: int, seed: int, floor: dict) -> dict:
+    """The sampling columns of one evaluation, against the floor posterior's ``floor``."""
+    got = sample_horizons(model, batch, p, k, seed)
+    x_es = got["es"] / floor["es"]
+    spread = metrics.spread_ratio(got["spread"], floor["spread"])
+    return {
+        "mse": got["mse"],
+        "x_es_floor": [round(float(v), 3) for v in x_es],
+        "spread_ratio": [round(float(v), 3) for v in spread],
+        "es_mean": float(got["es"].mean()), "es_floor_mean": float(floor["es"].mean()),
+        "mean_x_es": float(got["es"].mean() / floor["es"].mean()),
+    }  # fmt: skip
 
 
 def records(path: str) -> list[dict]:
@@ -73,12 +96,16 @@ def run(args) -> None:
     model = models.build(cfg, rollouts.frame_shape, rollouts.n_actions)
     p, tc = model.cfg.precondition, model.cfg.train
     batch = eval_windows(test, p, HORIZON, 100)
-    floor_mse = horizon_mse(floor_of(test, p), batch, p)
+    floor = floor_of(test, p)
+    floor_samples = sample_horizons(floor, batch, p, floor.cfg.samples, 0)  # once: the posterior
+    floor_mse = floor_samples["mse"]  # its point: the posterior mean
+    k = args.samples if samples_futures(model) else 1
     sampler = WindowSampler(rollouts, tc.seq_len, seed=args.seed, from_start=tc.from_start)
     with open(args.out, "w") as out:
 
         def evaluate(model, step: int, spent: float, frames: int) -> None:
-            mse = horizon_mse(model, batch, p)
+            extra = sample_record(model, batch, p, k, args.seed, floor_samples)
+            mse = extra.pop("mse")
             x = metrics.x_floor(mse, floor_mse)
             rec = {
                 "config": args.config, "seed": args.seed, "step": step,
@@ -86,9 +113,11 @@ def run(args) -> None:
                 "x_floor": [round(float(v), 3) for v in x],
                 "mse_mean": float(mse.mean()), "floor_mean": float(floor_mse.mean()),
                 "mean_x": float(metrics.x_floor(mse.mean(), floor_mse.mean())),
+                **extra,
             }  # fmt: skip
             print(json.dumps(rec), file=out, flush=True)
             print(f"{spent:7.0f} s  step {step:6d}  mean x floor {rec['mean_x']:.2f}  "
+                  f"mean x ES floor {rec['mean_x_es']:.2f}  "
                   f"x floor at h={SHOWN}: {[rec['x_floor'][h - 1] for h in SHOWN]}",
                   file=sys.stderr, flush=True)  # fmt: skip
 
@@ -136,13 +165,15 @@ def strip(args) -> None:
 
 
 def curves(paths: list[str], out: str) -> None:
-    """Mean x floor (h=1-32) and x floor at h=1 against training time, one line per run."""
+    """Against training time, one line per run: mean x floor (h=1-32), x floor at h=1, mean x ES
+    floor and the mean spread ratio (runs recorded before those columns leave them out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharex=True)
+    fig, grid = plt.subplots(2, 2, figsize=(9, 6.4), sharex=True)
+    axes, below = grid[0], grid[1]
     colours: dict[str, str] = {}  # one per config; seeds share it
     for path in paths:
         recs = records(path)[1:]
@@ -152,10 +183,20 @@ def curves(paths: list[str], out: str) -> None:
         t = [r["seconds"] / 60 for r in recs]
         axes[0].plot(t, [r["mean_x"] for r in recs], color=colour, label=label)
         axes[1].plot(t, [r["x_floor"][0] for r in recs], color=colour)
+        if "mean_x_es" in recs[0]:
+            below[0].plot(t, [r["mean_x_es"] for r in recs], color=colour)
+            below[1].plot(t, [np.mean(r["spread_ratio"]) for r in recs], color=colour)
     for ax, title, goal in zip(axes, ["mean over h=1-32", "h=1"], [1.5, 2.0], strict=True):
         ax.axhline(1, color="0.3", ls=":", lw=1)
         ax.axhline(goal, color="0.5", ls="--", lw=1)
         ax.set(yscale="log", title=title, xlabel="training time (minutes)", ylabel="MSE / floor's")
+    below[0].axhline(1, color="0.3", ls=":", lw=1)
+    below[0].axhline(1.2, color="0.5", ls="--", lw=1)
+    below[0].set(yscale="log", title="energy score, mean over h=1-32", ylabel="ES / floor's")
+    below[1].axhspan(0.8, 1.25, color="0.9")
+    below[1].set(title="spread ratio, mean over h=1-32", ylabel="spread / posterior's")
+    for ax in below:
+        ax.set_xlabel("training time (minutes)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
@@ -169,6 +210,13 @@ def table(paths: list[str]) -> None:
         last = records(path)[-1]
         runs.setdefault(last["config"], []).append(last)
     cols = [f"x floor h={h}" for h in SHOWN] + ["mean MSE h=1-32 / floor's", "worst h"]
+    sampled = all("mean_x_es" in r for rs in runs.values() for r in rs)
+    if sampled:
+        cols += [f"x ES floor h={h}" for h in SHOWN] + [
+            "mean ES / floor's",
+            "spread h=1",
+            "spread h=32",
+        ]
     print(f"| config | seeds | steps | {' | '.join(cols)} |")
     print("|---|---|---:|" + "---:|" * len(cols))
     for name, recs in runs.items():
@@ -179,6 +227,14 @@ def table(paths: list[str]) -> None:
             return f"{v.mean():.2f}" + (f" ({v.min():.2f}-{v.max():.2f})" if len(v) > 1 else "")
 
         cells = [cell(x[:, h - 1]) for h in SHOWN] + [cell(mean_x), cell(x.max(1))]
+        if sampled:
+            x_es = np.array([r["x_es_floor"] for r in recs])
+            spread = np.array([r["spread_ratio"] for r in recs])
+            cells += [cell(x_es[:, h - 1]) for h in SHOWN] + [
+                cell(np.array([r["mean_x_es"] for r in recs])),
+                cell(spread[:, 0]),
+                cell(spread[:, -1]),
+            ]
         steps = "/".join(str(r["step"]) for r in recs)
         seeds = ",".join(str(r["seed"]) for r in recs)
         print(f"| {name} | {seeds} | {steps} | {' | '.join(cells)} |")
@@ -199,6 +255,9 @@ def main() -> None:
     )
     ap.add_argument("--every", type=float, default=150, help="seconds between evaluations")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--samples", type=int, default=16, help="futures per episode for a sampling family"
+    )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     ap.add_argument("--eval-seed", type=int, default=PONG.splits["test"].seed)
     ap.add_argument("--data", default="bench-data", help="where the rollout stores are kept")
