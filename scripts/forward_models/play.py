@@ -1,8 +1,5 @@
-"""Play a learned model: a Gymnasium env whose dynamics are a checkpoint, and a keyboard window.
-
-``gymnasium.make("forward_models/Dream-v0", checkpoint=PATH)`` resets the true environment the
-checkpoint was trained on (its spec travels in the checkpoint), takes the first P frames as the
-precondition and from then on steps the model alone: agents can be trained inside a model.
+"""Play a learned model in a keyboard window (the env itself, ``Dream-v0``, is
+:mod:`forward_models.dream`).
 
 ``forward-models play CHECKPOINT`` opens a pygame window showing truth | prediction |
 |difference| on the same keyboard actions. Keys: the env's map (shown on screen), R resets,
@@ -10,104 +7,18 @@ S re-syncs the model to the true frames, N draws a new precondition (new seed), 
 future from the true frames (a stochastic family; a deterministic one re-syncs), Esc quits.
 
 A stochastic family draws one future per dream, with a generator seeded at reset (the same
-seed, the same dream); :meth:`Dream.redraw` draws another.
+seed, the same dream); :meth:`~forward_models.dream.Dream.redraw` draws another.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
-import torch
 
-from forward_models import envs, frames, models
+from forward_models import frames
 from forward_models.agents import keyboard_agent
-
-
-def _to_float(shown: list[np.ndarray]) -> torch.Tensor:
-    """P frames (H, W, C) uint8 -> (1, P, C, H, W) in [0, 1]."""
-    return torch.from_numpy(np.stack(shown)).permute(0, 3, 1, 2).float().div(255)[None]
-
-
-def env_spec(checkpoint: str | Path) -> dict:
-    """The env a checkpoint was trained on: saved in it, or in the run's config.yaml beside it."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if "env" in ckpt:
-        return ckpt["env"]
-    resolved = Path(checkpoint).with_name("config.yaml")
-    if resolved.is_file():
-        import yaml
-
-        return yaml.safe_load(resolved.read_text())["env"]
-    raise ValueError(
-        f"{checkpoint} names no env (neither inside it nor in a config.yaml beside it)"
-    )
-
-
-class Dream(gym.Env):
-    """The dynamics of a trained forward model as a Gymnasium env (observations: its frames)."""
-
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
-
-    def __init__(
-        self, checkpoint: str | Path, render_mode: str | None = "rgb_array", device: str = "cpu"
-    ):
-        self.model = models.load(checkpoint, map_location=device)
-        self.spec_env = env_spec(checkpoint)
-        self.true_env = envs.make(
-            self.spec_env["id"], self.spec_env["size"], self.spec_env["kwargs"]
-        )
-        self.render_mode = render_mode
-        c, h, w = self.model.frame_shape
-        self.observation_space = gym.spaces.Box(0, 255, (h, w, c), np.uint8)
-        self.action_space = self.true_env.action_space
-        self.p = self.model.cfg.precondition
-        self._frame = np.zeros((h, w, c), np.uint8)
-        self.generator = torch.Generator(device=device).manual_seed(0)
-
-    def precondition(self, seed: int | None) -> list[np.ndarray]:
-        """The true env's first P frames (no-op-free: the agent acts at random, seeded)."""
-        obs, _ = self.true_env.reset(seed=seed)
-        self.true_env.action_space.seed(seed)
-        context = [obs]
-        while len(context) < self.p:
-            obs, *_ = self.true_env.step(self.true_env.action_space.sample())
-            context.append(obs)
-        return context
-
-    @torch.no_grad()
-    def sync(self, context: list[np.ndarray]) -> None:
-        """(Re)start the model from ``context``, the last P true frames."""
-        self.model.eval()
-        draw = self.model.draw(self.generator)
-        self.state = self.model.init_state(_to_float(context[-self.p :]), **draw)
-        self._frame = context[-1]
-
-    def redraw(self, context: list[np.ndarray]) -> None:
-        """Start another future from ``context``: a new generator seed, then :meth:`sync`."""
-        self.generator.manual_seed(int(torch.randint(2**62, (1,), generator=self.generator)))
-        self.sync(context)
-
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        if seed is None:
-            seed = int(self.np_random.integers(2**31))
-        self.generator.manual_seed(seed)
-        self.sync(self.precondition(seed))
-        return self._frame.copy(), {}
-
-    @torch.no_grad()
-    def step(self, action):
-        if not self.action_space.contains(action):
-            raise ValueError(f"action {action!r} is not in {self.action_space}")
-        a = torch.as_tensor(np.asarray(action)[None])
-        frame, self.state = self.model.step(self.state, a, **self.model.draw(self.generator))
-        self._frame = frames.uint8_frames(frame[0])
-        return self._frame.copy(), 0.0, False, False, {}
-
-    def render(self):
-        return self._frame.copy() if self.render_mode == "rgb_array" else None
+from forward_models.dream import Dream, env_spec  # noqa: F401  (env_spec: the old home)
 
 
 def play(

@@ -75,8 +75,9 @@ KINDS = (
         {CUBE_CRASH_ID: {}},
         floor="forward_models.floor.cube_crash:cube_crash_floor",
     ),
-    # A trained checkpoint's dynamics (imports torch when made).
-    EnvKind("dream", "forward_models.play:Dream", {DREAM_ID: {}}, max_episode_steps=1000),
+    # A trained checkpoint's dynamics (imports torch when made); it truncates itself at the
+    # true env's step limit.
+    EnvKind("dream", "forward_models.dream:Dream", {DREAM_ID: {}}),
 )
 
 
