@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 from _rule import run
-from forward_models import models, tracking
+from forward_models import models, outcome, tracking
 from forward_models.config import EvaluationConfig, MlflowConfig
 from forward_models.data.zarr_store import open_rollouts
 from forward_models.devices import pick_device
@@ -22,8 +22,11 @@ def main(snakemake):
     torch.set_num_threads(snakemake.threads)
     model = models.load(i.checkpoint, map_location=pick_device(p.device))
     labels = {"env": wc.env, "model": wc.model, "seed": int(wc.seed)}
+    ends = outcome.load(i.outcome)
+    horizons = [h for h in ev.leaderboard if h <= ev.horizon] or [ev.horizon]
+    test = open_rollouts(i.rollouts, p.verify)
     table, examples = evaluate(
-        model, open_rollouts(i.rollouts, p.verify), ev.horizon, ev.episodes, labels, ev.samples
+        model, test, ev.horizon, ev.episodes, labels, ev.samples, ends, horizons
     )
     table.to_parquet(o.metrics, index=False)
     np.savez_compressed(o.examples, **examples)

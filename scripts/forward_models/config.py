@@ -177,6 +177,71 @@ class EvaluationConfig(Strict):
     """Horizons shown in the leaderboard (those beyond ``horizon`` are left out)."""
 
 
+class OutcomeConfig(Strict):
+    """The reward and episode-end model of every env (``outcome:`` in the config)."""
+
+    frames: int = Field(2, ge=1, le=8)
+    """Frames it reads: the one the action led to and those before it (DIAMOND's reads the
+    frame before and after the action; two frames also show the ball's velocity)."""
+    channels: list[int] = Field([16, 32, 32], min_length=1)
+    """Channels of its stride-2 convolutions."""
+    hidden: int = Field(128, ge=8)
+    """Width of the layer that reads the frames' features and the action's embedding."""
+    steps: int = Field(1500, ge=1)
+    """Adam steps."""
+    batch_size: int = Field(64, ge=2)
+    lr: float = Field(1e-3, gt=0)
+    end_fraction: float = Field(0.25, ge=0, lt=1)
+    """Share of each batch drawn from episode-end transitions (0: uniform over transitions)."""
+    threshold: float = Field(0.5, gt=0, lt=1)
+    """End probability above which a step ends the episode."""
+
+
+class PolicyConfig(Strict):
+    """PPO in dreams and in the real env, and the scoring episodes (``policies:`` in the config)."""
+
+    steps: int = Field(200_000, ge=1)
+    """Env steps of PPO training (all envs together), the same in every model and the real env."""
+    n_envs: int = Field(8, ge=1)
+    """Envs (dreams) stepped together."""
+    n_stack: int = Field(2, ge=1)
+    """Frames the policy sees (the newest and those before it)."""
+    lr: float = Field(2.5e-4, gt=0)
+    n_steps: int = Field(128, ge=2)
+    """Steps per env between updates."""
+    n_epochs: int = Field(4, ge=1)
+    batch_size: int = Field(256, ge=2)
+    gamma: float = Field(0.99, gt=0, le=1)
+    ent_coef: float = Field(0.01, ge=0)
+    clip_range: float = Field(0.1, gt=0)
+    channels: list[int] = Field([16, 32, 32], min_length=1)
+    """Channels of the policy's stride-2 convolutions (a third of the flops of 32-64-64 with
+    a stride-1 last layer, where PPO's updates took 80% of the time on the CPU)."""
+    features: int = Field(256, ge=8)
+    """Width of the conv encoder's output."""
+    episodes: int = Field(30, ge=1)
+    """Real-env episodes every agent is scored on."""
+    score_seed: int = Field(10_000, ge=0)
+    """Scoring episode ``i`` resets the real env with seed ``score_seed + i`` (one set for all
+    agents; PPO and dreams draw from the run's seed instead)."""
+
+
+class ActingConfig(Strict):
+    """Agents trained inside models, scored in the real env (``acting:`` in the config)."""
+
+    models: list[str] = []
+    """Models in whose dreams a PPO agent learns (the env's reward and end model gives the
+    dreams their rewards and ends); empty: no agent jobs run."""
+    envs: list[str] | None = None
+    """Envs the agents run on (None: every env)."""
+    references: list[Literal["random", "real", "scripted"]] = ["random", "real", "scripted"]
+    """Scored the same way in the real env: a random policy, the same PPO trained for the same
+    steps in the real env (the ceiling of the normalised score) and the env's scripted agent,
+    where it has one. ``random`` and ``real`` normalise every score, so both are needed."""
+    ppo: PolicyConfig = PolicyConfig()
+    """PPO and the scoring episodes, the same for every model and reference."""
+
+
 class SweepConfig(Strict):
     model: dict[str, Any]
     """The base model entry, as under ``models`` (``preset`` allowed); every grid point
@@ -209,6 +274,10 @@ class ExperimentBase(Strict):
     """Experiment tracking."""
     evaluation: EvaluationConfig = EvaluationConfig()
     """Held-out evaluation."""
+    outcome: OutcomeConfig = OutcomeConfig()
+    """The reward and episode-end model, one per env and seed, shared by every model."""
+    acting: ActingConfig = ActingConfig()
+    """Agents trained in the models' dreams and scored in the real env."""
     threads: int = Field(1, ge=1)
     """CPU threads per training and evaluation job. Small models train fastest as several
     1-thread jobs side by side (``--cores`` sets how many run at once)."""
@@ -272,6 +341,42 @@ class ExperimentBase(Strict):
                 out[derived] = cfg.model_copy(update={"precondition": p})
         self.models = out
         return self
+
+    @model_validator(mode="after")
+    def _acting(self):
+        """Agents only in models that dream (a floor replays the true env), on envs that exist,
+        and with both references that normalise their scores."""
+        act = self.acting
+        problems = [
+            f"acting.models: {m!r} is not a model (models: {', '.join(self.models)})"
+            for m in act.models
+            if m not in self.models
+        ]
+        problems += [
+            f"acting.models: {m!r} is a floor, which replays the true env: no dream to act in"
+            for m in act.models
+            if m in self.models and type(self.models[m]).floor
+        ]
+        problems += [
+            f"acting.envs: {e!r} is not an env (envs: {', '.join(self.envs)})"
+            for e in act.envs or []
+            if e not in self.envs
+        ]
+        missing = {"random", "real"} - set(act.references)
+        if act.models and missing:
+            problems.append(
+                f"acting.references lacks {sorted(missing)}: the normalised score "
+                f"(R - R_random) / (R_real - R_random) needs both"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def acting_envs(self) -> list[str]:
+        """The envs agents run on (none when no model gets an agent)."""
+        if not self.acting.models:
+            return []
+        return list(self.acting.envs or self.envs)
 
     def models_for(self, env: str) -> list[str]:
         """The models run on ``env``: all of them, but a floor only where the env has one."""

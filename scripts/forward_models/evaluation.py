@@ -134,6 +134,8 @@ def evaluate(
     episodes: int,
     labels: dict,
     samples: int = 16,
+    ends=None,
+    end_horizons=(),
 ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Errors against horizon (tidy table) and a few examples for figures.
 
@@ -150,6 +152,11 @@ def evaluate(
     (:meth:`~forward_models.models.base.ForwardModel.one_step`), ``model_one_step`` (teacher
     forced: every step reads the true previous frame). The ``reference`` and ``floor`` columns
     carry the family's flags, so tables and figures can tell references from learned models.
+
+    Given ``ends``, the env's reward and end model (:mod:`~forward_models.outcome`), the model
+    also gets ``end_hit`` rows at ``end_horizons``: over the test episodes that end, whether
+    its rollout of the last h steps ends within 2 steps of the true end
+    (:func:`~forward_models.outcome.end_hits`; its mean is the end recall).
     """
     p = model.cfg.precondition
     batch = eval_windows(rollouts, p, horizon, episodes)
@@ -183,10 +190,10 @@ def evaluate(
     labels = {**labels, "precondition": p, "reference": family.reference, "floor": family.floor}
     errors = {name: metrics.step_errors(pred, truth) for name, pred in preds.items()}
     errors["model"].update(scores)
-    table = pd.concat(
-        [tidy(errs, ids, **labels, predictor=name) for name, errs in errors.items()],
-        ignore_index=True,
-    )
+    parts = [tidy(errs, ids, **labels, predictor=name) for name, errs in errors.items()]
+    if ends is not None:
+        parts += end_rows(model, ends, rollouts, end_horizons, seed, labels)
+    table = pd.concat(parts, ignore_index=True)
     examples = {
         "episode": ids[:8],
         "context": frames.uint8_frames(context[:8]),
@@ -196,6 +203,20 @@ def evaluate(
         "samples": frames.uint8_frames(first[:16]),  # the first episode's futures (K, T, H, W, C)
     }
     return table, examples
+
+
+def end_rows(model, ends, rollouts, horizons, seed: int, labels: dict) -> list[pd.DataFrame]:
+    """The ``end_hit`` rows of :func:`evaluate`, one per episode that ends and horizon."""
+    from forward_models.outcome import end_hits
+
+    rows = []
+    for h, (episodes, hit) in end_hits(model, ends, rollouts, horizons, seed).items():
+        df = pd.DataFrame({"episode": episodes, "horizon": h, "metric": "end_hit"})
+        df["value"] = hit.astype(np.float64)
+        for k, v in reversed({**labels, "predictor": "model"}.items()):
+            df.insert(0, k, v)
+        rows.append(df)
+    return rows
 
 
 def shuffled_actions(batch: dict, precondition: int) -> dict:
@@ -215,7 +236,8 @@ def run_metrics(table: pd.DataFrame, floor: pd.DataFrame | None = None) -> dict[
     # The raw spread E d(S, S') is logged as pair_distance: eval/spread_h{h} is the ratio.
     named = model.rename(index={"spread": "pair_distance"}, level="metric")
     out = {f"eval/{m}_h{h}": v for (m, h), v in named.items()}
-    out["eval/episodes"] = float(table.loc[table["predictor"] == "model", "episode"].nunique())
+    scored = (table["predictor"] == "model") & (table["metric"] == "mse")
+    out["eval/episodes"] = float(table.loc[scored, "episode"].nunique())
     out.update({f"eval/{m}_mean": v for m, v in named.groupby(level="metric").mean().items()})
     if floor is not None:
         best = floor[floor["predictor"] == "model"].groupby(["metric", "horizon"])["value"].mean()

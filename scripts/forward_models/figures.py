@@ -340,3 +340,25 @@ def asset_gif(a: dict, truth: np.ndarray, out: str | Path, scale: int = 4, fps: 
         row = np.concatenate([x for p in parts for x in (p, gap)][:-1], axis=1)
         shown.append(frames.upscale(row, scale))
     imageio.mimsave(out, shown, duration=1000 / fps, loop=0)
+
+
+def agents_scores(table: pd.DataFrame, out: str | Path, style=None) -> None:
+    """Per env, every agent's normalised score (mean and 95% interval over seeds), best at the
+    top; 0 is the random policy, 1 PPO trained in the real env."""
+    envs = sorted(table["env"].unique())
+    with plt.style.context(style or "default"):
+        height = 0.9 + 0.32 * table.groupby("env").size().max()
+        fig, axes = plt.subplots(1, len(envs), figsize=(5.2 * len(envs), height), squeeze=False)
+        for ax, env in zip(axes[0], envs, strict=True):
+            df = table[table["env"] == env].sort_values("normalised_mean")
+            y = np.arange(len(df))
+            colours = ["0.6" if r else "C0" for r in df["reference"]]
+            err = np.nan_to_num(df["normalised_ci95"].to_numpy())
+            ax.barh(y, df["normalised_mean"], xerr=err, color=colours, capsize=3)
+            ax.set_yticks(y, [a.removeprefix("reference-") for a in df["agent"]])
+            for x in (0, 1):
+                ax.axvline(x, color="0.3", ls=":", lw=1)
+            ax.set(title=f"{env}: agents trained in each model", xlabel="normalised real-env score")
+        fig.tight_layout()
+        fig.savefig(out, dpi=120)
+        plt.close(fig)

@@ -24,35 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
+from forward_models.config import OutcomeConfig
 from forward_models.data.zarr_store import Rollouts
-from forward_models.model_config import Strict
 from forward_models.models.base import ActionEncoder
 
 log = logging.getLogger(__name__)
-
-
-class OutcomeConfig(Strict):
-    """The reward and episode-end model of every env (``outcome:`` in the config)."""
-
-    frames: int = Field(2, ge=1, le=8)
-    """Frames it reads: the one the action led to and those before it (DIAMOND's reads the
-    frame before and after the action; two frames also show the ball's velocity)."""
-    channels: list[int] = Field([16, 32, 32], min_length=1)
-    """Channels of its stride-2 convolutions."""
-    hidden: int = Field(128, ge=8)
-    """Width of the layer that reads the frames' features and the action's embedding."""
-    steps: int = Field(1500, ge=1)
-    """Adam steps."""
-    batch_size: int = Field(64, ge=2)
-    lr: float = Field(1e-3, gt=0)
-    end_fraction: float = Field(0.25, ge=0, lt=1)
-    """Share of each batch drawn from episode-end transitions (0: uniform over transitions)."""
-    threshold: float = Field(0.5, gt=0, lt=1)
-    """End probability above which a step ends the episode."""
 
 
 class OutcomeModel(nn.Module):
@@ -214,3 +193,63 @@ def load(path: str | Path, map_location="cpu") -> OutcomeModel:
     )
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
+
+
+def end_windows(rollouts: Rollouts, precondition: int, h: int) -> dict | None:
+    """Windows whose last row is an episode's end at horizon ``h``: P true frames, then the
+    ``h`` steps up to the end (the episodes that end, and are long enough)."""
+    from forward_models.data.windows import to_batch
+
+    need = precondition + h
+    ends = rollouts.episode_ends
+    ok = rollouts.lengths >= need
+    term = rollouts.array("terminated")
+    ids = [i for i in np.flatnonzero(ok) if bool(term[int(ends[i]) - 1])]
+    if not ids:
+        return None
+    obs, action = rollouts.array("obs"), rollouts.array("action")
+    starts = [int(ends[i]) - need for i in ids]
+    batch = to_batch(
+        np.stack([obs[s : s + need] for s in starts]),
+        np.stack([action[s : s + need] for s in starts]),
+        np.ones((len(ids), need), bool),
+    )
+    batch["episode"] = torch.from_numpy(np.asarray(ids))
+    return batch
+
+
+@torch.no_grad()
+def end_hits(
+    model, ends: OutcomeModel, rollouts: Rollouts, horizons, seed: int = 0
+) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Does the model's rollout end when the true one does? For every test episode that ends
+    and horizon ``h``: the model rolls out the ``h`` steps up to the true end from the P frames
+    before them (one sampled future for a sampling family), the end model reads its frames, and
+    the episode counts as hit if the first step it calls an end lies within 2 steps of the true
+    end (an end called earlier would have stopped the dream there). ``{h: (episodes, hit)}``."""
+    p = model.cfg.precondition
+    out = {}
+    for h in horizons:
+        batch = end_windows(rollouts, p, h)
+        if batch is None:
+            continue
+        window = {k: batch[k] for k in ("obs", "action", "mask")}
+        if getattr(model.cfg, "stochastic", False):
+            gen = torch.Generator().manual_seed(seed)
+            pred = model.sample_window(window, p, 1, gen)[1][:, 0]
+        else:
+            pred = model.eval().rollout_window(window, p)
+        # the frames the end model reads, quantised as a dream's are
+        shown = (pred.float().clamp(0, 1) * 255).round() / 255
+        seen = torch.cat([window["obs"][:, :p].float(), shown], 1)
+        f = ends.cfg.frames
+        pad = seen[:, :1].expand(-1, max(0, f - p), *seen.shape[2:])
+        seen = torch.cat([pad, seen], 1)
+        first = np.full(len(seen), -1)
+        for s in range(h):  # step s + 1 of the rollout; its frame is at index -h + s
+            at = seen.shape[1] - h + s
+            _, e = ends.predict(seen[:, at - f + 1 : at + 1], window["action"][:, p - 1 + s])
+            fresh = e.numpy() & (first < 0)
+            first[fresh] = s + 1
+        out[h] = (batch["episode"].numpy(), (first >= h - 2) & (first <= h))
+    return out

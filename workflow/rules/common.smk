@@ -10,6 +10,7 @@ min_version("9.0")
 
 sys.path.insert(0, str(Path(workflow.basedir).parent / "scripts"))
 from forward_models import config as fm_config  # noqa: E402
+from forward_models import envs as fm_envs  # noqa: E402
 
 # Snakemake reports a YAML syntax error in a config file naming neither the file nor the line:
 # read the workflow's own config first. (A broken --configfile stops Snakemake before this
@@ -74,7 +75,29 @@ def all_figures():
             "results/figures/{env}/{model}/seed{seed}/samples.png",
             models=[m for m, c in CFG.models.items() if c.stochastic],
         )
+        + (["results/figures/agents.png"] if CFG.acting_envs() else [])
     )
+
+
+def agent_scores():
+    """Every agent's scores file: the models' agents, then the references, on each acting env
+    (a scripted agent only where the env has one)."""
+    out = []
+    for env in CFG.acting_envs():
+        out += expand(
+            "results/agents/{env}/{model}/seed{seed}/scores.json",
+            env=env,
+            model=CFG.acting.models,
+            seed=CFG.seeds,
+        )
+        refs = [r for r in CFG.acting.references if r != "scripted" or fm_envs.scripted_agent(CFG.envs[env].id)]
+        out += expand(
+            "results/agents/{env}/reference-{reference}/seed{seed}/scores.json",
+            env=env,
+            reference=refs,
+            seed=CFG.seeds,
+        )
+    return out
 
 
 def leaderboard_horizons():

@@ -4,6 +4,7 @@ rule evaluate:
         rollouts="results/rollouts/{env}/test.zarr",
         run_id="results/models/{env}/{model}/seed{seed}/mlflow_run_id",
         floor=floor_eval("metrics.parquet"),
+        outcome="results/outcome/{env}/seed{seed}/outcome.pt",
     output:
         metrics="results/eval/{env}/{model}/seed{seed}/metrics.parquet",
         examples="results/eval/{env}/{model}/seed{seed}/rollouts.npz",

@@ -46,6 +46,9 @@ class EnvKind:
     fit every env."""
     max_episode_steps: int | None = None
     """The step limit it is registered with (None: only the config's ``max_episode_steps``)."""
+    scripted: tuple[str, dict[str, Any]] | None = None
+    """The scripted agent that plays it well and its options: the agents' ``scripted``
+    reference (:mod:`forward_models.policies`)."""
 
     def floor_function(self):
         return _load(self.floor)
@@ -68,6 +71,7 @@ KINDS = (
         floor="forward_models.floor.pong:pong_floor",
         floor_sampler="forward_models.floor.pong:pong_floor_samples",
         agents=("pong",),
+        scripted=("pong", {"stochasticity": 0.0}),
     ),
     EnvKind(
         "cube_crash",
@@ -105,6 +109,12 @@ def kind_of(env_id: str) -> EnvKind | None:
     """The built-in kind ``env_id`` is registered as (any id with its entry point), or None."""
     spec = gym.registry.get(env_id)
     return next((k for k in KINDS if spec is not None and spec.entry_point == k.entry_point), None)
+
+
+def scripted_agent(env_id: str) -> tuple[str, dict[str, Any]] | None:
+    """The scripted agent that plays ``env_id`` well (kind, options), if it has one."""
+    kind = kind_of(env_id)
+    return kind.scripted if kind is not None else None
 
 
 def env_kwargs(env_id: str, kwargs: dict | None) -> dict:

@@ -1,0 +1,81 @@
+"""PPO against env steps: train the workflow's PPO (``forward_models.policies``) in the real env,
+or in a model's dreams (``--checkpoint`` and ``--outcome``), and score it in the real env every
+``--every`` steps, for choosing PPO's settings and budget.
+
+    python bench/agents.py --steps 500000 --every 50000 --out real.jsonl
+    python bench/agents.py --checkpoint results/train/pong/conv_gru_residual/seed0/checkpoint.pt \\
+        --outcome results/outcome/pong/seed0/outcome.pt --steps 500000 --out dream.jsonl
+
+Scores on dev episodes (``--score-seed 20000``, not the workflow's scoring seeds) by default.
+Each line of ``--out``: steps, seconds (this process's CPU time), the mean return and its
+standard error over ``--episodes`` episodes, and the random policy's mean on the same episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from forward_models import policies  # noqa: E402
+from forward_models.dream import DreamVector, env_spec  # noqa: E402
+
+DEFAULT_ENV = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["envs"]["pong"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--steps", type=int, default=500_000)
+    ap.add_argument("--every", type=int, default=50_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--episodes", type=int, default=30)
+    ap.add_argument("--score-seed", type=int, default=20_000, help="dev episodes by default")
+    ap.add_argument("--checkpoint", help="train in this model's dreams instead of the real env")
+    ap.add_argument("--outcome", help="the reward and end model for the dreams")
+    ap.add_argument("--set", nargs="*", default=[], help="PolicyConfig fields, key=value (YAML)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    cfg = policies.PolicyConfig(
+        steps=args.every, episodes=args.episodes, score_seed=args.score_seed, **over
+    )
+    if args.checkpoint:
+        spec = env_spec(args.checkpoint)
+        vector = DreamVector(args.checkpoint, cfg.n_envs, args.outcome)
+    else:
+        spec = {k: DEFAULT_ENV.get(k, {}) for k in ("id", "size", "kwargs", "max_episode_steps")}
+        vector = policies.real_vector(spec, cfg.n_envs)
+    random = policies.score_agent("random", spec, cfg).mean()
+    ppo, start = None, time.process_time()
+    with open(args.out, "w") as out:
+        for done in range(args.every, args.steps + 1, args.every):
+            if ppo is None:
+                ppo = policies.train_ppo(vector, cfg, args.seed)
+            else:
+                ppo.learn(total_timesteps=args.every, reset_num_timesteps=False)
+            spent = time.process_time() - start
+            returns = policies.score_ppo(ppo, spec, cfg)
+            rec = {
+                "steps": done, "seconds": round(spent, 1), "return": float(returns.mean()),
+                "sem": float(returns.std(ddof=1) / np.sqrt(len(returns))),
+                "random": float(random), "set": over, "dream": args.checkpoint,
+            }  # fmt: skip
+            print(json.dumps(rec), file=out, flush=True)
+            print(f"{done:8d} steps  {spent:6.0f} s  return {rec['return']:6.1f} "
+                  f"+- {rec['sem']:.1f}  (random {random:.1f})", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
