@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 from _rule import run
+from forward_models.agent_scores import agents_markdown, agents_table
 from forward_models.figures import agents_scores
-from forward_models.leaderboard import agents_markdown, agents_table
 
 
 def main(snakemake):

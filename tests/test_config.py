@@ -157,6 +157,7 @@ def test_bad_sweeps_are_named(default, sweep, message):
         ["long.yaml"],
         ["beyond.yaml"],
         ["thesis.yaml"],
+        ["agents.yaml"],
     ],
     ids=lambda f: "+".join(f),
 )
@@ -165,3 +166,20 @@ def test_every_shipped_config_validates(files):
     default, the others with --replace-workflow-config)."""
     cfg = config.load_yaml(*(ROOT / "config" / f for f in files))
     assert cfg.models and cfg.envs
+
+
+@pytest.mark.parametrize(
+    ("acting", "message"),
+    [
+        ({"models": ["conv_gru_residul"]}, "'conv_gru_residul' is not a model"),
+        ({"models": ["floor"]}, "'floor' is a floor"),
+        ({"models": ["copy_last"], "envs": ["png"]}, "'png' is not an env"),
+        ({"models": ["copy_last"], "references": ["random"]}, r"lacks \['real'\]"),
+        ({"models": ["copy_last"], "references": ["randm"]}, "randm"),
+        ({"ppo": {"n_stack": 0}}, "n_stack"),
+    ],
+)
+def test_bad_agent_settings_are_named(acting, message):
+    raw = {**config.read_yaml(ROOT / "config" / "config.yaml"), "acting": acting}
+    with pytest.raises((ValueError, ValidationError), match=message):
+        config.load(raw, ROOT / "config" / "models")

@@ -58,6 +58,7 @@ PIP_NAME = {
     "pygame": "pygame",
     "scipy": "scipy",
     "seaborn": "seaborn",
+    "stable_baselines3": "stable-baselines3",
     "torch": "torch",
     "torchmetrics": "torchmetrics",
     "tqdm": "tqdm",

@@ -47,7 +47,12 @@ def test_every_output_exists_and_is_sane(run):
     assert set(metrics["predictor"]) == {"model", "model_shuffled_actions"}
     by = metrics.groupby("predictor")["metric"].agg(set)
     assert by["model_shuffled_actions"] == {"mse", "psnr", "ssim"}
-    assert by["model"] == {"mse", "psnr", "ssim", "es", "spread", "mse_best"}
+    # the end recall from the model's own frames, over the test episodes that end
+    ends = sum(bool(test.episode(i)["terminated"][-1]) for i in range(test.n_episodes))
+    assert ends > 0  # the tiny config's test split has episodes that end
+    assert by["model"] == {"mse", "psnr", "ssim", "es", "spread", "mse_best", "end_hit"}
+    hits = metrics[metrics["metric"] == "end_hit"]
+    assert set(hits["horizon"]) == {1, 8} and hits["value"].isin([0.0, 1.0]).all()
     assert metrics["horizon"].max() == 8
     summary = pd.read_csv(res / "eval/summary.csv")
     # Every family runs through the DAG, and the floor also at every other precondition in use.
@@ -59,15 +64,18 @@ def test_every_output_exists_and_is_sane(run):
             predictors.add("model_one_step")
         assert set(rows["predictor"]) == predictors, model  # one_step: teacher forced
         # predictor x horizon x metric; the open-loop predictor also has the 3 sample scores
-        assert len(rows) == (len(predictors) * 3 + 3) * 8, model
+        # and, but for the floor, the end recall at the leaderboard's horizons (1 and 8)
+        end_rows = 0 if model.startswith("floor") else 2
+        assert len(rows) == (len(predictors) * 3 + 3) * 8 + end_rows, model
         assert rows["reference"].eq(model not in LEARNED).all(), model  # the family's flag
     assert summary["mean"].notna().all()
     mse = summary[summary.metric == "mse"]
     assert mse["mean"].between(0, 1).all() and (mse["episodes"] == 4).all()
 
     board = (res / "eval/leaderboard.md").read_text()
-    # One row per table: MSE, then the energy score of sampled futures.
-    assert board.count("| rnn_deconv ") == 2 and board.count("| copy_last (reference) ") == 2
+    # One row per table: MSE, the energy score of sampled futures, the end recall.
+    assert board.count("| rnn_deconv ") == 3 and board.count("| copy_last (reference) ") == 3
+    assert "end recall" in board
     assert "energy score" in board and "x ES floor" in board and board.count("Δ shuffled") == 1
     assert "h=8" in board
     figs = ["error_vs_horizon.png", "training_curves.png", "params_vs_error.png"]
@@ -86,6 +94,43 @@ def test_every_output_exists_and_is_sane(run):
 
     rows = {m: Image.open(res / f"figures/pong/{m}/seed0/rollout_strip.png").height for m in MODELS}
     assert rows["conv_gru_residual"] > 1.2 * rows["floor"], rows
+
+
+def test_agents_learn_in_the_models_and_are_scored_in_the_real_env(run):
+    import json
+
+    res = run / "results"
+    ends = json.loads((res / "outcome/pong/seed0/scores.json").read_text())
+    assert ends["ends"] > 0 and 0 <= ends["end_recall"] <= 1
+    acting = ["conv_gru_residual", "copy_last"]  # config/test.yaml's acting.models
+    refs = ["reference-random", "reference-real", "reference-scripted"]
+    for agent in [*acting, *refs]:
+        got = json.loads((res / f"agents/pong/{agent}/seed0/scores.json").read_text())
+        assert len(got["returns"]) == 2 and got["agent"] == agent, agent
+        # the real Pong pays 1 per step: every return is an episode's length, 1 to 60
+        assert all(1 <= r <= 60 and r == int(r) for r in got["returns"]), got
+    random, real = (
+        json.loads((res / f"agents/pong/{r}/seed0/scores.json").read_text())["mean"]
+        for r in refs[:2]
+    )
+    got = json.loads((res / "agents/pong/copy_last/seed0/scores.json").read_text())
+    if real == random:  # no gap to normalise by (at 2 episodes of 60 steps both may last)
+        assert np.isnan(got["normalised"])
+    else:
+        assert np.isclose(got["normalised"], (got["mean"] - random) / (real - random))
+    scripted = json.loads((res / "agents/pong/reference-scripted/seed0/scores.json").read_text())
+    assert scripted["mean"] == 60  # the scripted agent never misses: every episode truncates
+    table = pd.read_csv(res / "agents/agents.csv")
+    assert set(table["agent"]) == {*acting, *refs}
+    real_row = table.loc[table["agent"] == "reference-real", "normalised_mean"].item()
+    assert real_row == 1.0 or (np.isnan(real_row) and real == random)
+    board = (res / "agents/agents.md").read_text()
+    assert "normalised score" in board and "copy_last" in board
+    assert (res / "figures/agents.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from PIL import Image
+
+    gif = Image.open(res / "agents/pong/conv_gru_residual/seed0/episode.gif")
+    assert gif.n_frames > 2 and gif.width == 4 * (3 * 32 + 4)  # real | dream | difference
 
 
 def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
@@ -127,6 +172,9 @@ def test_runs_are_in_mlflow_where_bare_mlflow_ui_looks(run):
         "figures/samples.png",
         "figures/samples.gif",
     }
+    # The agent trained in a model: its real-env return and normalised score on its run.
+    g = runs["pong/conv_gru_residual/seed0"].data.metrics
+    assert {"agent/return", "agent/normalised", "eval/end_hit_h8"} <= set(g)
 
 
 def test_second_run_has_nothing_to_do(run):

@@ -190,7 +190,9 @@ class OutcomeConfig(Strict):
     steps: int = Field(1500, ge=1)
     """Adam steps."""
     batch_size: int = Field(64, ge=2)
+    """Transitions per step."""
     lr: float = Field(1e-3, gt=0)
+    """Adam's learning rate."""
     end_fraction: float = Field(0.25, ge=0, lt=1)
     """Share of each batch drawn from episode-end transitions (0: uniform over transitions)."""
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -207,13 +209,19 @@ class PolicyConfig(Strict):
     n_stack: int = Field(2, ge=1)
     """Frames the policy sees (the newest and those before it)."""
     lr: float = Field(2.5e-4, gt=0)
+    """Adam's learning rate."""
     n_steps: int = Field(128, ge=2)
     """Steps per env between updates."""
     n_epochs: int = Field(4, ge=1)
+    """Passes over each update's steps."""
     batch_size: int = Field(256, ge=2)
+    """Minibatch size of the updates."""
     gamma: float = Field(0.99, gt=0, le=1)
+    """Discount."""
     ent_coef: float = Field(0.01, ge=0)
+    """Weight of the entropy bonus."""
     clip_range: float = Field(0.1, gt=0)
+    """PPO's clipping of the probability ratio."""
     channels: list[int] = Field([16, 32, 32], min_length=1)
     """Channels of the policy's stride-2 convolutions (a third of the flops of 32-64-64 with
     a stride-1 last layer, where PPO's updates took 80% of the time on the CPU)."""

@@ -156,7 +156,8 @@ def evaluate(
     Given ``ends``, the env's reward and end model (:mod:`~forward_models.outcome`), the model
     also gets ``end_hit`` rows at ``end_horizons``: over the test episodes that end, whether
     its rollout of the last h steps ends within 2 steps of the true end
-    (:func:`~forward_models.outcome.end_hits`; its mean is the end recall).
+    (:func:`~forward_models.outcome.end_hits`; its mean is the end recall). Not the floor's:
+    it is defined from an episode's start, and no agent acts in it.
     """
     p = model.cfg.precondition
     batch = eval_windows(rollouts, p, horizon, episodes)
@@ -191,7 +192,7 @@ def evaluate(
     errors = {name: metrics.step_errors(pred, truth) for name, pred in preds.items()}
     errors["model"].update(scores)
     parts = [tidy(errs, ids, **labels, predictor=name) for name, errs in errors.items()]
-    if ends is not None:
+    if ends is not None and not family.floor:  # the floor replays from an episode's start only
         parts += end_rows(model, ends, rollouts, end_horizons, seed, labels)
     table = pd.concat(parts, ignore_index=True)
     examples = {

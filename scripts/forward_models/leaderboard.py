@@ -70,12 +70,18 @@ def leaderboards(summary: pd.DataFrame, horizons: list[int]) -> pd.DataFrame:
         spread = leaderboard(summary, horizons, "spread")
         on = ["env", "model", "horizon"]
         boards.append(es.join(spread.set_index(on)["x_floor"].rename("spread_ratio"), on=on))
+    if (summary["metric"] == "end_hit").any():  # a recall: no ratio to the floor's, no delta
+        ends = leaderboard(summary, horizons, "end_hit")
+        boards.append(ends.assign(x_floor=np.nan, db_above_floor=np.nan, delta_shuffled=np.nan))
     return pd.concat(boards, ignore_index=True)
 
 
 TITLES = {
     "mse": "open-loop MSE (mean ± 95% interval over seeds)",
     "es": "energy score of sampled futures (RMS distance; mean ± 95% interval over seeds)",
+    "end_hit": "end recall from the model's own frames: of the test episodes that end, the "
+    "share whose last h steps, rolled out open loop, the reward and end model ends within 2 "
+    "steps of the true end (higher is better; mean ± 95% interval over seeds)",
 }
 
 
@@ -90,15 +96,17 @@ def leaderboard_markdown(board: pd.DataFrame) -> str:
         board = board.assign(metric="mse")
     parts = []
     for (env, metric), df in board.groupby(["env", "metric"], sort=False):
-        parts.append(_table(df, TITLES.get(metric, metric), env, metric == "es"))
+        parts.append(_table(df, TITLES.get(metric, metric), env, metric))
     return "\n".join(parts)
 
 
-def _table(df: pd.DataFrame, title: str, env: str, sampled: bool) -> str:
+def _table(df: pd.DataFrame, title: str, env: str, metric: str) -> str:
+    sampled, recall = metric == "es", metric == "end_hit"
+    digits = 2 if recall else 4
     floor_name = " x ES floor" if sampled else " x floor"
     cells = {
         "": [
-            f"{m:.4f}" + ("" if np.isnan(c) else f" ± {c:.4f}")
+            f"{m:.{digits}f}" + ("" if np.isnan(c) else f" ± {c:.{digits}f}")
             for m, c in zip(df["mean"], df["ci95"], strict=True)
         ],
         floor_name: [
@@ -129,9 +137,9 @@ def _table(df: pd.DataFrame, title: str, env: str, sampled: bool) -> str:
         delta=("delta_shuffled", "mean"),
     )
     delta = rows.pop("delta")
-    if not sampled:  # controllability is the MSE table's (the shuffled run draws no samples)
+    if metric == "mse":  # controllability (the shuffled run draws no samples, ends no episode)
         rows["Δ shuffled actions"] = [f"{d:+.4f}" for d in delta]
-    table = wide.join(rows).sort_values("order")
+    table = wide.join(rows).sort_values("order", ascending=not recall)
     table.insert(0, "episodes", table.pop("episodes").astype(int).astype(str))
     table.insert(0, "P", table.pop("precondition").astype(int).astype(str))
     table.insert(0, "seeds", table.pop("seeds"))
@@ -188,78 +196,4 @@ def headline(summary: pd.DataFrame, horizons: list[int], metric: str = "mse") ->
             colalign=["left"] + ["right"] * cells.shape[1], disable_numparse=True
         )
         parts.append(f"## {env}: open-loop {metric.upper()}, mean over seeds\n\n{body}\n")
-    return "\n".join(parts)
-
-
-def agents_table(records: list[dict]) -> pd.DataFrame:
-    """Per env and agent: the real-env return and the normalised score (each seed's against its
-    own references; 0 random, 1 the real-env PPO), mean over seeds and 95% t-interval."""
-    from scipy import stats
-
-    df = pd.DataFrame(records)
-    if "normalised" not in df:
-        df["normalised"] = np.nan
-    refs = df["agent"].str.startswith("reference-")
-    df.loc[df["agent"] == "reference-random", "normalised"] = 0.0
-    df.loc[df["agent"] == "reference-real", "normalised"] = 1.0
-    out = df.groupby(["env", "agent"]).agg(
-        seeds=("seed", "nunique"),
-        episodes=("episodes", "min"),
-        ppo_steps=("ppo_steps", "max"),
-        cpu_minutes=("cpu_seconds", lambda s: s.mean() / 60),
-        return_mean=("mean", "mean"),
-        return_std=("mean", "std"),
-        normalised_mean=("normalised", "mean"),
-        normalised_std=("normalised", "std"),
-    )
-    t = stats.t.ppf(0.975, (out["seeds"] - 1).clip(lower=1))
-    for name in ("return", "normalised"):
-        half = t * out.pop(f"{name}_std") / np.sqrt(out["seeds"])
-        out[f"{name}_ci95"] = np.where(out["seeds"] > 1, half, np.nan)
-    out["reference"] = refs.groupby([df["env"], df["agent"]]).first()
-    # a real-env reference's own score is 0 or 1 by definition: its interval is the return's
-    return out.reset_index()
-
-
-def agents_markdown(table: pd.DataFrame) -> str:
-    """Per env: every agent's real-env return and normalised score, best first."""
-
-    def cell(m, c, fmt):
-        return fmt.format(m) + ("" if np.isnan(c) else f" ± {fmt.format(c)}")
-
-    parts = []
-    for env, df in table.groupby("env"):
-        df = df.sort_values(["normalised_mean", "return_mean"], ascending=False)
-        body = pd.DataFrame(
-            {
-                "seeds": df["seeds"].astype(str).values,
-                "real-env return": [
-                    cell(m, c, "{:.1f}")
-                    for m, c in zip(df["return_mean"], df["return_ci95"], strict=True)
-                ],
-                "normalised score": [
-                    cell(m, c, "{:.2f}")
-                    for m, c in zip(df["normalised_mean"], df["normalised_ci95"], strict=True)
-                ],
-                "episodes": df["episodes"].astype(str).values,
-                "PPO steps": [
-                    "" if a.endswith(("random", "scripted")) else f"{s:,}"
-                    for a, s in zip(df["agent"], df["ppo_steps"], strict=True)
-                ],
-                "CPU min": [f"{m:.1f}" for m in df["cpu_minutes"]],
-            },
-            index=[
-                a.removeprefix("reference-") + " (reference)" if r else a
-                for a, r in zip(df["agent"], df["reference"], strict=True)
-            ],
-        ).rename_axis("agent")
-        text = body.to_markdown(
-            colalign=["left"] + ["right"] * body.shape[1], disable_numparse=True
-        )
-        parts.append(
-            f"## {env}: agents trained in each model, scored in the real env\n\n"
-            "Normalised score: (R - R_random) / (R_real - R_random), each seed against its own "
-            "references (random: 0, PPO trained in the real env for the same steps: 1); mean ± "
-            f"95% interval over seeds.\n\n{text}\n"
-        )
     return "\n".join(parts)

@@ -60,6 +60,8 @@ rule agent_reference:
         "results/logs/agents/{env}/reference-{reference}/seed{seed}.log",
     benchmark:
         "results/benchmarks/agents/{env}/reference-{reference}/seed{seed}.tsv"
+    wildcard_constraints:
+        reference="random|real|scripted",
     conda:
         "../../envs/agents.yaml"
     threads: CFG.threads
@@ -69,8 +71,6 @@ rule agent_reference:
     params:
         ppo=CFG.acting.ppo.model_dump(),
         env=env_params,
-    wildcard_constraints:
-        reference="random|real|scripted",
     script:
         "../../scripts/agent_reference.py"
 

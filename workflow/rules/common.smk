@@ -90,7 +90,11 @@ def agent_scores():
             model=CFG.acting.models,
             seed=CFG.seeds,
         )
-        refs = [r for r in CFG.acting.references if r != "scripted" or fm_envs.scripted_agent(CFG.envs[env].id)]
+        refs = [
+            r
+            for r in CFG.acting.references
+            if r != "scripted" or fm_envs.scripted_agent(CFG.envs[env].id)
+        ]
         out += expand(
             "results/agents/{env}/reference-{reference}/seed{seed}/scores.json",
             env=env,
