@@ -49,10 +49,15 @@ def checkpoints(store, tmp_path_factory):
     return out
 
 
-def test_the_end_model_finds_episode_ends_on_true_frames(store):
+@pytest.fixture(scope="module")
+def fitted(store):
+    """A reward and end model fit well to the store (300 steps)."""
+    return outcome.train_outcome(store, outcome.OutcomeConfig(steps=300), 0)
+
+
+def test_the_end_model_finds_episode_ends_on_true_frames(store, fitted):
     """On the frames it was fit to (12 random-play Pong episodes), every end within a step."""
-    model = outcome.train_outcome(store, outcome.OutcomeConfig(steps=300), 0)
-    got = outcome.score_true_frames(model, store)
+    got = outcome.score_true_frames(fitted, store)
     assert got["ends"] > 0
     assert got["end_recall"] == 1.0 and got["end_precision"] >= 0.9, got
     assert got["reward_mae"] < 0.05  # Pong pays 1 per step
@@ -118,3 +123,24 @@ def test_a_stochastic_vector_draws_a_future_per_dream(checkpoints, ends_model):
         runs.append(np.stack([vec.step(np.full(3, 4))[0] for _ in range(4)]))
     np.testing.assert_array_equal(*runs)
     assert not np.array_equal(runs[0][:, 0], runs[0][:, 1])
+
+
+class _Oracle:
+    """A 'model' whose rollout is the true future: what a perfect forward model would draw."""
+
+    class cfg:  # noqa: N801
+        precondition, stochastic = 2, False
+
+    def eval(self):
+        return self
+
+    def rollout_window(self, window, p):
+        return window["obs"][:, p:].float()
+
+
+def test_end_recall_from_frames_is_1_for_the_truth_and_0_for_a_still_frame(store, fitted):
+    truth = outcome.end_hits(_Oracle(), fitted, store, [1, 4, 8])
+    assert set(truth) == {1, 4, 8} and all(hit.all() for _, hit in truth.values()), truth
+    still = models.build({"arch": "copy_last", "precondition": 2}, store.frame_shape, 9)
+    frozen = outcome.end_hits(still, fitted, store, [8])
+    assert not frozen[8][1].any()  # a ball that never moves never reaches the wall

@@ -32,7 +32,13 @@ rule agent:
         real="results/agents/{env}/reference-real/seed{seed}/scores.json",
     output:
         scores="results/agents/{env}/{model}/seed{seed}/scores.json",
-        gif="results/agents/{env}/{model}/seed{seed}/episode.gif",
+        gif=report(
+            "results/agents/{env}/{model}/seed{seed}/episode.gif",
+            caption="../report/agent_episode.rst",
+            category="Agents",
+            subcategory="{env}",
+            labels={"model": "{model}", "seed": "{seed}", "figure": "agent episode"},
+        ),
     log:
         "results/logs/agents/{env}/{model}/seed{seed}.log",
     benchmark:
