@@ -55,11 +55,16 @@ def fitted(store):
     return outcome.train_outcome(store, outcome.OutcomeConfig(steps=300), 0)
 
 
-def test_the_end_model_finds_episode_ends_on_true_frames(store, fitted):
-    """On the frames it was fit to (12 random-play Pong episodes), every end within a step."""
-    got = outcome.score_true_frames(fitted, store)
-    assert got["ends"] > 0
-    assert got["end_recall"] == 1.0 and got["end_precision"] >= 0.9, got
+def test_the_end_model_finds_every_end_of_held_out_episodes(tmp_path):
+    """Fit on 200 random-play Pong episodes (~60 ends), scored on 20 others' true frames: every
+    end found within a step (at 400 steps; at 800 it began to miss one for some seeds)."""
+    spec = env_config("forward_models/TwoPlayerPong-v0", 32, 60, "random")
+    train = open_rollouts(collect(spec, tmp_path / "train.zarr", 200, seed=0, progress=False))
+    test = open_rollouts(collect(spec, tmp_path / "test.zarr", 20, seed=1, progress=False))
+    model = outcome.train_outcome(train, outcome.OutcomeConfig(steps=400), 0)
+    got = outcome.score_true_frames(model, test)
+    assert got["ends"] >= 5
+    assert got["end_recall"] == 1.0 and got["end_precision"] >= 0.5, got
     assert got["reward_mae"] < 0.05  # Pong pays 1 per step
 
 

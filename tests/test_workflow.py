@@ -101,7 +101,9 @@ def test_agents_learn_in_the_models_and_are_scored_in_the_real_env(run):
 
     res = run / "results"
     ends = json.loads((res / "outcome/pong/seed0/scores.json").read_text())
-    assert ends["ends"] > 0 and 0 <= ends["end_recall"] <= 1
+    # scored on the test split's true frames (the tiny split's 3 training ends teach it little:
+    # tests/test_dream.py checks what it finds on held-out episodes)
+    assert ends["ends"] > 0 and 0 <= ends["end_recall"] <= 1, ends
     acting = ["conv_gru_residual", "copy_last"]  # config/test.yaml's acting.models
     refs = ["reference-random", "reference-real", "reference-scripted"]
     for agent in [*acting, *refs]:
