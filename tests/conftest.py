@@ -54,6 +54,25 @@ LEARNED = sorted(set(REGISTRY) - families.references())
 STEPPABLE = sorted(arch for arch, cls in REGISTRY.items() if not cls.replays_env)
 
 
+def tiny_checkpoints(store, archs, tmp_path_factory, steps: int) -> dict:
+    """``arch -> checkpoint path``: each family at its tiny sizes (P=2), trained ``steps`` steps
+    on ``store`` and saved with its env, as the workflow saves them (for dreams and play)."""
+    from forward_models.data.windows import WindowSampler
+    from forward_models.model_config import TrainConfig
+    from forward_models.training import train
+
+    out = {}
+    for arch in archs:
+        d = tmp_path_factory.mktemp(arch)
+        model = models.build({"arch": arch, "precondition": 2, **tiny(arch)}, store.frame_shape, 9)
+        model.prepare(store)
+        cfg = TrainConfig(steps=steps, batch_size=2, seq_len=6, log_every=1)
+        train(model, WindowSampler(store, 6, seed=0), None, cfg, d, device="cpu", progress=False)
+        models.save(model, d / "checkpoint.pt", env=store.attrs["env"])
+        out[arch] = d / "checkpoint.pt"
+    return out
+
+
 def tiny(arch: str) -> dict:
     """The family's own small sizes (its config's ``TINY``), without dropout: these tests check
     what a model can fit, and dropout only adds noise to that."""

@@ -4,15 +4,12 @@ truncation, and the vector of N dreams in one model call."""
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import env_config, tiny
+from conftest import env_config, tiny_checkpoints
 from forward_models import models, outcome
 from forward_models.data.collect import collect
-from forward_models.data.windows import WindowSampler
 from forward_models.data.zarr_store import open_rollouts
 from forward_models.dream import Dream, DreamVector
 from forward_models.envs import DREAM_ID
-from forward_models.model_config import TrainConfig
-from forward_models.training import train
 from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
@@ -37,16 +34,7 @@ def ends_model(store, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoints(store, tmp_path_factory):
-    out = {}
-    for arch in FAMILIES:
-        d = tmp_path_factory.mktemp(arch)
-        model = models.build({"arch": arch, "precondition": 2, **tiny(arch)}, store.frame_shape, 9)
-        model.prepare(store)
-        cfg = TrainConfig(steps=2, batch_size=2, seq_len=6, log_every=1)
-        train(model, WindowSampler(store, 6, seed=0), None, cfg, d, device="cpu", progress=False)
-        models.save(model, d / "checkpoint.pt", env=store.attrs["env"])
-        out[arch] = d / "checkpoint.pt"
-    return out
+    return tiny_checkpoints(store, FAMILIES, tmp_path_factory, steps=2)
 
 
 @pytest.fixture(scope="module")

@@ -6,20 +6,16 @@ import gymnasium as gym
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import env_config
+from conftest import env_config, tiny_checkpoints
 from forward_models import models
 from forward_models.data.collect import collect
-from forward_models.data.windows import WindowSampler
 from forward_models.data.zarr_store import open_rollouts
 from forward_models.envs import DREAM_ID
-from forward_models.model_config import TrainConfig
-from forward_models.training import train
 from gymnasium.utils.env_checker import check_env
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
-from conftest import tiny  # noqa: E402
 
 FAMILIES = sorted(a for a, cls in models.REGISTRY.items() if not cls.replays_env)
 
@@ -34,16 +30,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoints(store, tmp_path_factory):
-    out = {}
-    for arch in FAMILIES:
-        d = tmp_path_factory.mktemp(arch)
-        model = models.build({"arch": arch, "precondition": 2, **tiny(arch)}, store.frame_shape, 9)
-        model.prepare(store)
-        cfg = TrainConfig(steps=3, batch_size=2, seq_len=6, log_every=1)
-        train(model, WindowSampler(store, 6, seed=0), None, cfg, d, device="cpu", progress=False)
-        models.save(model, d / "checkpoint.pt", env=store.attrs["env"])
-        out[arch] = d / "checkpoint.pt"
-    return out
+    return tiny_checkpoints(store, FAMILIES, tmp_path_factory, steps=3)
 
 
 @pytest.mark.parametrize("arch", FAMILIES)

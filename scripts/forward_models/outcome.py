@@ -170,17 +170,10 @@ def _near(row: np.ndarray, first: np.ndarray, flag: np.ndarray, within: int) -> 
 
 
 def save(model: OutcomeModel, path: str | Path, **extra) -> None:
-    torch.save(
-        {
-            "config": model.cfg.model_dump(mode="json"),
-            "frame_shape": list(model.frame_shape),
-            "n_actions": model.n_actions,
-            "action_dim": model.action_dim,
-            "state_dict": model.state_dict(),
-            **extra,
-        },
-        path,
-    )
+    """A checkpoint :func:`load` rebuilds (the same layout as a forward model's)."""
+    from forward_models import models
+
+    models.save(model, path, **extra)
 
 
 def load(path: str | Path, map_location="cpu") -> OutcomeModel:
