@@ -7,6 +7,7 @@ or in a model's dreams (``--checkpoint`` and ``--outcome``), and score it in the
         --outcome results/outcome/pong/seed0/outcome.pt --steps 500000 --out dream.jsonl
 
 Scores on dev episodes (``--score-seed 20000``, not the workflow's scoring seeds) by default.
+``--figure PNG a.jsonl b.jsonl ...`` draws runs' returns against steps (label: the file name).
 Each line of ``--out``: steps, seconds (this process's CPU time), the mean return and its
 standard error over ``--episodes`` episodes, and the random policy's mean on the same episodes.
 """
@@ -31,7 +32,31 @@ from forward_models.dream import DreamVector, env_spec  # noqa: E402
 DEFAULT_ENV = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["envs"]["pong"]
 
 
+def figure(out: str, paths: list[str]) -> None:
+    """Mean return (and +-1 standard error) against PPO steps, one line per run, random's level."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for path in paths:
+        recs = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        x = np.array([r["steps"] for r in recs]) / 1e3
+        y, e = np.array([r["return"] for r in recs]), np.array([r["sem"] for r in recs])
+        (line,) = ax.plot(x, y, marker="o", ms=3, label=Path(path).stem)
+        ax.fill_between(x, y - e, y + e, color=line.get_color(), alpha=0.2)
+    ax.axhline(recs[0]["random"], color="0.4", ls="--", lw=1, label="random policy")
+    ax.set(xlabel="PPO steps (thousands)", ylabel="real-env return (dev episodes)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--figure":
+        return figure(sys.argv[2], sys.argv[3:])
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
