@@ -8,8 +8,9 @@ or in a model's dreams (``--checkpoint`` and ``--outcome``), and score it in the
 
 Scores on dev episodes (``--score-seed 20000``, not the workflow's scoring seeds) by default.
 ``--figure PNG a.jsonl b.jsonl ...`` draws runs' returns against steps (label: the file name).
-Each line of ``--out``: steps, seconds (this process's CPU time), the mean return and its
-standard error over ``--episodes`` episodes, and the random policy's mean on the same episodes.
+Each line of ``--out``: steps, seconds (this process's CPU time), the mean return (sampled
+actions) and its standard error over ``--episodes`` episodes, the greedy policy's mean, and the
+random policy's mean on the same episodes.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="PolicyConfig fields, key=value (YAML)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--save", help="write the final PPO here (stable-baselines3's zip)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}
@@ -92,14 +94,19 @@ def main() -> None:
                 ppo.learn(total_timesteps=args.every, reset_num_timesteps=False)
             spent = time.process_time() - start
             returns = policies.score_ppo(ppo, spec, cfg)
+            greedy = policies.score_ppo(ppo, spec, cfg.model_copy(update={"greedy": True}))
             rec = {
                 "steps": done, "seconds": round(spent, 1), "return": float(returns.mean()),
                 "sem": float(returns.std(ddof=1) / np.sqrt(len(returns))),
+                "greedy": float(greedy.mean()),
                 "random": float(random), "set": over, "dream": args.checkpoint,
             }  # fmt: skip
             print(json.dumps(rec), file=out, flush=True)
             print(f"{done:8d} steps  {spent:6.0f} s  return {rec['return']:6.1f} "
-                  f"+- {rec['sem']:.1f}  (random {random:.1f})", flush=True)  # fmt: skip
+                  f"+- {rec['sem']:.1f}  greedy {rec['greedy']:6.1f}  (random {random:.1f})",
+                  flush=True)  # fmt: skip
+    if args.save:
+        ppo.save(args.save)
 
 
 if __name__ == "__main__":

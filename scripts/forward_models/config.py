@@ -230,6 +230,9 @@ class PolicyConfig(Strict):
     """Width of the conv encoder's output."""
     episodes: int = Field(30, ge=1)
     """Real-env episodes every agent is scored on."""
+    greedy: bool = False
+    """Score PPO's most likely action instead of a sample of its policy (the argmax of a policy
+    still near uniform pins both paddles: 76.7 against random's 120.6 after 50k steps)."""
     score_seed: int = Field(10_000, ge=0)
     """Scoring episode ``i`` resets the real env with seed ``score_seed + i`` (one set for all
     agents; PPO and dreams draw from the run's seed instead)."""
