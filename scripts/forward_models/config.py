@@ -304,7 +304,8 @@ class ExperimentBase(Strict):
     Without it, opening a store still checks that every file is there with a plausible size."""
     tiny: bool = False
     """Debug overlay: cap every model's sizes at its family's ``TINY`` values and its training
-    at a few steps on short windows (``config/test.yaml`` sets it; the tests run it)."""
+    at a few steps on short windows, and the end model's and PPO's budgets at a few steps
+    (``config/test.yaml`` sets it; the tests run it)."""
 
     @model_validator(mode="after")
     def _models_fit_envs(self):
@@ -569,7 +570,21 @@ def load(config: dict, presets_dir: str | Path = "config/models") -> ExperimentB
     resolved = resolve_presets(config, presets_dir)
     if resolved.get("tiny"):
         resolved["models"] = {k: shrink(v) for k, v in resolved["models"].items()}
+        for key, small in TINY_ACTING.items():  # the end model and the agents, tiny too
+            resolved[key] = _cap(resolved.get(key) or {}, small)
     return experiment_model().model_validate(resolved)
+
+
+TINY_ACTING = {
+    "outcome": {"steps": 30},
+    "acting": {
+        "ppo": {
+            "steps": 128, "n_envs": 2, "n_steps": 32, "batch_size": 32, "n_epochs": 1,
+            "episodes": 2,
+        }
+    },
+}  # fmt: skip
+"""What ``tiny`` caps besides the models: the reward and end model's steps, PPO's budget."""
 
 
 def load_yaml(*paths: str | Path, presets_dir: str | Path | None = None) -> ExperimentBase:
