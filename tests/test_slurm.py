@@ -75,6 +75,7 @@ def test_tiny_workflow_runs_through_slurm(cluster, tmp_path):
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     deep_merge(config, yaml.safe_load((ROOT / "config/test.yaml").read_text()))
     config["models"] = {k: config["models"][k] for k in ("rnn_deconv", "mean_frame")}
+    config["acting"] = {"models": []}  # no agents: the overlay's acting models are not here
     # In place of config.yaml: jobs submitted to SLURM re-read the config files but are not
     # passed --replace-workflow-config, so an overlay could not drop the default's models.
     (repo / "config/config.yaml").write_text(yaml.safe_dump(config))
@@ -83,9 +84,9 @@ def test_tiny_workflow_runs_through_slurm(cluster, tmp_path):
     assert proc.returncode == 0, log[-4000:]
 
     jobs = slurm_jobs(log)
-    # Everything but the `all` target ran as a SLURM job: rollouts x2, train x2,
-    # evaluate x2, aggregate, leaderboard, 2 summary figures, rollout strips x2.
-    assert len(jobs) == 12, log[-4000:]
+    # Everything but the `all` target ran as a SLURM job: rollouts x2, train x2, the end
+    # model, evaluate x2, aggregate, leaderboard, 2 summary figures, rollout strips x2.
+    assert len(jobs) == 13, log[-4000:]
     assert set(jobs.values()) == {"COMPLETED"}, jobs
     res = repo / "results"
     assert (res / "eval/summary.csv").stat().st_size > 0
