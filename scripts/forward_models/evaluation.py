@@ -36,15 +36,19 @@ def eval_windows(
             f"+ horizon={horizon} need (longest: {rollouts.lengths.max()}); lower the horizon or "
             f"collect longer episodes"
         )
-    # Only the rows evaluated are read: contiguous slices, not the whole store.
+    return rows_from(rollouts, ids, rollouts.episode_starts[ids], need)
+
+
+def rows_from(rollouts: Rollouts, ids, starts, need: int) -> dict:
+    """A batch of episodes ``ids``, ``need`` rows each from ``starts``, read as contiguous
+    slices (not the whole store)."""
     obs, action = rollouts.array("obs"), rollouts.array("action")
-    starts = rollouts.episode_starts[ids]
     batch = to_batch(
         np.stack([obs[s : s + need] for s in starts]),
         np.stack([action[s : s + need] for s in starts]),
         np.ones((len(ids), need), bool),
     )
-    batch["episode"] = torch.from_numpy(ids)
+    batch["episode"] = torch.from_numpy(np.asarray(ids))
     return batch
 
 

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 
 from forward_models.config import OutcomeConfig
 from forward_models.data.zarr_store import Rollouts
+from forward_models.frames import uint8_frames
 from forward_models.models.base import ActionEncoder
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def load(path: str | Path, map_location="cpu") -> OutcomeModel:
 def end_windows(rollouts: Rollouts, precondition: int, h: int) -> dict | None:
     """Windows whose last row is an episode's end at horizon ``h``: P true frames, then the
     ``h`` steps up to the end (the episodes that end, and are long enough)."""
-    from forward_models.data.windows import to_batch
+    from forward_models.evaluation import rows_from
 
     need = precondition + h
     ends = rollouts.episode_ends
@@ -200,15 +201,7 @@ def end_windows(rollouts: Rollouts, precondition: int, h: int) -> dict | None:
     ids = [i for i in np.flatnonzero(ok) if bool(term[int(ends[i]) - 1])]
     if not ids:
         return None
-    obs, action = rollouts.array("obs"), rollouts.array("action")
-    starts = [int(ends[i]) - need for i in ids]
-    batch = to_batch(
-        np.stack([obs[s : s + need] for s in starts]),
-        np.stack([action[s : s + need] for s in starts]),
-        np.ones((len(ids), need), bool),
-    )
-    batch["episode"] = torch.from_numpy(np.asarray(ids))
-    return batch
+    return rows_from(rollouts, ids, [int(ends[i]) - need for i in ids], need)
 
 
 @torch.no_grad()
@@ -232,8 +225,8 @@ def end_hits(
             pred = model.sample_window(window, p, 1, gen)[1][:, 0]
         else:
             pred = model.eval().rollout_window(window, p)
-        # the frames the end model reads, quantised as a dream's are
-        shown = (pred.float().clamp(0, 1) * 255).round() / 255
+        # the frames the end model reads, quantised as a dream's are (frames' one rounding rule)
+        shown = torch.from_numpy(uint8_frames(pred)).movedim(-1, -3).float().div(255)
         seen = torch.cat([window["obs"][:, :p].float(), shown], 1)
         f = ends.cfg.frames
         pad = seen[:, :1].expand(-1, max(0, f - p), *seen.shape[2:])
