@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from forward_models import frames, metrics
-from forward_models.data.windows import to_batch
+from forward_models.data.windows import rows_from
 from forward_models.data.zarr_store import Rollouts
 from forward_models.models.base import ForwardModel, split_window
 
@@ -37,19 +37,6 @@ def eval_windows(
             f"collect longer episodes"
         )
     return rows_from(rollouts, ids, rollouts.episode_starts[ids], need)
-
-
-def rows_from(rollouts: Rollouts, ids, starts, need: int) -> dict:
-    """A batch of episodes ``ids``, ``need`` rows each from ``starts``, read as contiguous
-    slices (not the whole store)."""
-    obs, action = rollouts.array("obs"), rollouts.array("action")
-    batch = to_batch(
-        np.stack([obs[s : s + need] for s in starts]),
-        np.stack([action[s : s + need] for s in starts]),
-        np.ones((len(ids), need), bool),
-    )
-    batch["episode"] = torch.from_numpy(np.asarray(ids))
-    return batch
 
 
 @torch.no_grad()

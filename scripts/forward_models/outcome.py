@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from forward_models.config import OutcomeConfig
+from forward_models.data.windows import rows_from
 from forward_models.data.zarr_store import Rollouts
 from forward_models.frames import uint8_frames
 from forward_models.models.base import ActionEncoder
@@ -192,8 +193,6 @@ def load(path: str | Path, map_location="cpu") -> OutcomeModel:
 def end_windows(rollouts: Rollouts, precondition: int, h: int) -> dict | None:
     """Windows whose last row is an episode's end at horizon ``h``: P true frames, then the
     ``h`` steps up to the end (the episodes that end, and are long enough)."""
-    from forward_models.evaluation import rows_from
-
     need = precondition + h
     ends = rollouts.episode_ends
     ok = rollouts.lengths >= need

@@ -168,3 +168,16 @@ class StreamingWindows(torch.utils.data.IterableDataset):
                 )
                 obs[i, n:], act[i, n:] = obs[i, n - 1], act[i, n - 1]
             yield to_batch(obs, act, mask)
+
+
+def rows_from(rollouts: Rollouts, ids, starts, need: int) -> dict:
+    """A batch of episodes ``ids``, ``need`` rows each from ``starts``, read as contiguous
+    slices (not the whole store)."""
+    obs, action = rollouts.array("obs"), rollouts.array("action")
+    batch = to_batch(
+        np.stack([obs[s : s + need] for s in starts]),
+        np.stack([action[s : s + need] for s in starts]),
+        np.ones((len(ids), need), bool),
+    )
+    batch["episode"] = torch.from_numpy(np.asarray(ids))
+    return batch
