@@ -136,8 +136,8 @@ def run(args) -> None:
                 progress=False,
                 budget=budget,
             )
-    if args.checkpoint:
-        torch.save({"config": cfg, "state_dict": model.state_dict()}, args.checkpoint)
+    if args.checkpoint:  # the workflow's format (play, Dream-v0 and bench/agents.py load it)
+        models.save(model, args.checkpoint, env=rollouts.attrs["env"])
 
 
 def strip(args) -> None:
@@ -147,10 +147,8 @@ def strip(args) -> None:
     from forward_models.models.base import split_window
 
     ckpt, out = args.strip
-    saved = torch.load(ckpt, weights_only=False)
     test = store(Path(args.data), "eval", 100, args.eval_seed)
-    model = models.build(saved["config"], test.frame_shape, test.n_actions)
-    model.load_state_dict(saved["state_dict"])
+    model = models.load(ckpt)
     p = model.cfg.precondition
     batch = eval_windows(test, p, HORIZON, args.episode + 1)
     context, _, truth, _ = split_window(batch, p)
@@ -262,7 +260,7 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=PONG.splits["test"].seed)
     ap.add_argument("--data", default="bench-data", help="where the rollout stores are kept")
     ap.add_argument("--out", help="JSON lines, one per evaluation")
-    ap.add_argument("--checkpoint", help="save the final weights here")
+    ap.add_argument("--checkpoint", help="save the final model here (the workflow's format)")
     ap.add_argument("--table", nargs="+", help="print the table of these runs' last lines")
     ap.add_argument("--figure", help="with --table: draw the runs' curves to this PNG")
     ap.add_argument(

@@ -24,6 +24,9 @@ def test_ppo_trains_through_the_sb3_adapter_and_scores_reproducibly():
     assert ppo.num_timesteps >= TINY.steps
     a, b = (policies.score_ppo(ppo, PONG, TINY) for _ in range(2))
     np.testing.assert_array_equal(a, b)  # sampled actions, seeded per episode
+    # one scoring env serves every episode: an episode scores the same after others as alone
+    last = TINY.model_copy(update={"score_seed": TINY.score_seed + 2, "episodes": 1})
+    np.testing.assert_array_equal(policies.score_ppo(ppo, PONG, last), a[2:])
     clip = policies.record(ppo, PONG, TINY)
     assert clip.ndim == 4 and len(clip) == a[0] + 1  # the first scoring episode, frame by frame
 

@@ -122,23 +122,35 @@ def train_ppo(vector: gym.vector.VectorEnv, cfg: PolicyConfig, seed: int) -> PPO
     return ppo.learn(total_timesteps=cfg.steps)
 
 
+def _scoring_env(spec: dict, cfg: PolicyConfig) -> VecFrameStack:
+    return VecFrameStack(VectorToSB3(real_vector(spec, 1)), cfg.n_stack)
+
+
+def _ppo_episode(ppo: PPO, env: VecFrameStack, seed: int, greedy: bool):
+    """One real-env episode of ``ppo`` from ``seed`` (the env's start and torch's generator,
+    so sampled actions repeat): its return, its frames (first to last) and its actions."""
+    env.seed(seed)
+    torch.manual_seed(seed)
+    obs = env.reset()
+    c = env.venv.observation_space.shape[-1]
+    total, frames, actions, done = 0.0, [obs[0, ..., -c:]], [], False
+    while not done:
+        action, _ = ppo.predict(obs, deterministic=greedy)
+        obs, reward, dones, infos = env.step(action)
+        total, done = total + float(reward[0]), bool(dones[0])
+        frames.append(infos[0]["terminal_observation"][..., -c:] if done else obs[0, ..., -c:])
+        actions.append(int(np.asarray(action).reshape(-1)[0]))
+    return total, np.stack(frames), actions
+
+
 def score_ppo(ppo: PPO, spec: dict, cfg: PolicyConfig) -> np.ndarray:
     """Real-env returns of ``ppo`` on the scoring episodes, frames stacked as in training.
 
     Actions are sampled from the policy (as it acted while learning), with torch's generator
     seeded by the episode, or with ``cfg.greedy`` its most likely ones."""
-    returns = []
-    for i in range(cfg.episodes):
-        env = VecFrameStack(VectorToSB3(real_vector(spec, 1)), cfg.n_stack)
-        env.seed(cfg.score_seed + i)
-        torch.manual_seed(cfg.score_seed + i)
-        obs, total, done = env.reset(), 0.0, False
-        while not done:
-            action, _ = ppo.predict(obs, deterministic=cfg.greedy)
-            obs, reward, dones, _ = env.step(action)
-            total, done = total + float(reward[0]), bool(dones[0])
-        returns.append(total)
-    return np.asarray(returns)
+    env = _scoring_env(spec, cfg)
+    seeds = range(cfg.score_seed, cfg.score_seed + cfg.episodes)
+    return np.asarray([_ppo_episode(ppo, env, seed, cfg.greedy)[0] for seed in seeds])
 
 
 def score_agent(kind: str, spec: dict, cfg: PolicyConfig, **options) -> np.ndarray:
@@ -172,19 +184,7 @@ def record(ppo: PPO, spec: dict, cfg: PolicyConfig, dreams=None, scale: int = 4)
     episode's first P frames): real | dream | |difference| per step, uint8 (T, H', W', C)."""
     from forward_models import frames
 
-    env = VecFrameStack(VectorToSB3(real_vector(spec, 1)), cfg.n_stack)
-    env.seed(cfg.score_seed)
-    torch.manual_seed(cfg.score_seed)  # the first scoring episode, action for action
-    obs = env.reset()
-    c = env.venv.observation_space.shape[-1]
-    real, actions, done = [obs[0, ..., -c:]], [], False
-    while not done:
-        action, _ = ppo.predict(obs, deterministic=cfg.greedy)
-        obs, _, dones, infos = env.step(action)
-        done = bool(dones[0])
-        real.append(infos[0]["terminal_observation"][..., -c:] if done else obs[0, ..., -c:])
-        actions.append(int(np.asarray(action).reshape(-1)[0]))
-    real = np.stack(real)
+    _, real, actions = _ppo_episode(ppo, _scoring_env(spec, cfg), cfg.score_seed, cfg.greedy)
     if dreams is None:
         return frames.upscale(real, scale)
     p = dreams.p
