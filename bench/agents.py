@@ -55,6 +55,20 @@ def figure(out: str, paths: list[str]) -> None:
     plt.close(fig)
 
 
+def end_recall(checkpoint: str, ends: str, store: str) -> dict[int, float]:
+    """Of the store's episodes that end, the share whose model rollout of the h steps up to the
+    end ends there too (:func:`forward_models.outcome.end_hits`), at h = 1, 2, 4, ..., 32."""
+    from forward_models import models, outcome
+    from forward_models.data.zarr_store import open_rollouts
+
+    hits = outcome.end_hits(
+        models.load(checkpoint), outcome.load(ends), open_rollouts(store), [1, 2, 4, 8, 16, 32]
+    )
+    recall = {h: round(float(hit.mean()), 3) for h, (_, hit) in hits.items()}
+    print(f"end recall from the model's own frames ({len(hits[1][1])} ends): {recall}", flush=True)
+    return recall
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--figure":
         return figure(sys.argv[2], sys.argv[3:])
@@ -68,6 +82,12 @@ def main() -> None:
     ap.add_argument("--score-seed", type=int, default=20_000, help="dev episodes by default")
     ap.add_argument("--checkpoint", help="train in this model's dreams instead of the real env")
     ap.add_argument("--outcome", help="the reward and end model for the dreams")
+    ap.add_argument(
+        "--recall",
+        metavar="STORE",
+        help="with --checkpoint: first score the model's end recall from its own frames on this "
+        "rollout store (the test split), h=1..32, as the workflow's evaluation does",
+    )
     ap.add_argument("--set", nargs="*", default=[], help="PolicyConfig fields, key=value (YAML)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -84,6 +104,7 @@ def main() -> None:
     else:
         spec = {k: DEFAULT_ENV.get(k, {}) for k in ("id", "size", "kwargs", "max_episode_steps")}
         vector = policies.real_vector(spec, cfg.n_envs)
+    recall = end_recall(args.checkpoint, args.outcome, args.recall) if args.recall else None
     random = policies.score_agent("random", spec, cfg).mean()
     ppo, start = None, time.process_time()
     with open(args.out, "w") as out:
@@ -100,6 +121,7 @@ def main() -> None:
                 "sem": float(returns.std(ddof=1) / np.sqrt(len(returns))),
                 "greedy": float(greedy.mean()),
                 "random": float(random), "set": over, "dream": args.checkpoint,
+                "end_recall": recall,
             }  # fmt: skip
             print(json.dumps(rec), file=out, flush=True)
             print(f"{done:8d} steps  {spent:6.0f} s  return {rec['return']:6.1f} "
