@@ -4,6 +4,7 @@ every agent shares (seeded real-env episodes)."""
 import numpy as np
 import pytest
 from forward_models import policies
+from forward_models.agent_scores import agents_markdown, agents_table
 from forward_models.config import PolicyConfig
 
 PONG = {"id": "forward_models/TwoPlayerPong-v0", "size": 32, "kwargs": {}, "max_episode_steps": 60}
@@ -51,3 +52,27 @@ def test_ppo_trained_in_the_real_pong_beats_the_random_policy():
 
 
 STEPS = 400_000
+
+
+def test_the_agents_table_normalises_each_seed_against_its_own_references():
+    cfg = PolicyConfig(steps=100, episodes=2)
+    rec = policies.scores_record
+    records = [  # seed 0: random 100, real 200; seed 1: random 120, real 160
+        rec([100, 100], cfg, 1, "pong", "reference-random", 0),
+        rec([200, 200], cfg, 1, "pong", "reference-real", 0),
+        rec([150, 150], cfg, 1, "pong", "dreamer", 0),
+        rec([120, 120], cfg, 1, "pong", "reference-random", 1),
+        rec([160, 160], cfg, 1, "pong", "reference-real", 1),
+        rec([150, 150], cfg, 1, "pong", "dreamer", 1),
+        rec([-0.6, -0.5], cfg, 1, "cube", "reference-random", 0),
+        rec([1.7, 1.6], cfg, 1, "cube", "reference-real", 0),
+        rec([0.5, 0.6], cfg, 1, "cube", "dreamer", 0),
+    ]
+    table = agents_table(records).set_index(["env", "agent"])
+    dreamer = table.loc[("pong", "dreamer")]
+    # each seed against its own references, not against their means ((150-110)/(180-110))
+    assert dreamer["normalised_mean"] == pytest.approx((0.5 + 0.75) / 2)
+    assert dreamer["normalised_ci95"] > 0 and dreamer["seeds"] == 2
+    assert np.isnan(table.loc[("cube", "dreamer"), "normalised_ci95"])  # one seed: no interval
+    text = agents_markdown(agents_table(records))
+    assert " 0.55 |" in text and " 150.0 ± " in text  # small returns keep two decimals

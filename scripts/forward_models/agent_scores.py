@@ -49,11 +49,13 @@ def agents_markdown(table: pd.DataFrame) -> str:
     parts = []
     for env, df in table.groupby("env"):
         df = df.sort_values(["normalised_mean", "return_mean"], ascending=False)
+        # returns of a few units (CubeCrash's, -1 to ~2) need two decimals, Pong's hundreds one
+        ret = "{:.1f}" if df["return_mean"].abs().max() >= 10 else "{:.2f}"
         body = pd.DataFrame(
             {
                 "seeds": df["seeds"].astype(str).values,
                 "real-env return": [
-                    cell(m, c, "{:.1f}")
+                    cell(m, c, ret)
                     for m, c in zip(df["return_mean"], df["return_ci95"], strict=True)
                 ],
                 "normalised score": [
