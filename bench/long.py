@@ -86,7 +86,6 @@ def records(path: str) -> list[dict]:
 
 
 def run(args) -> None:
-    torch.set_num_threads(args.threads)
     cfg = yaml.safe_load(Path(args.config).read_text())
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
@@ -141,25 +140,42 @@ def run(args) -> None:
 
 
 def strip(args) -> None:
-    """Truth / floor / model / |difference| on a test episode, from a ``--checkpoint`` file."""
-    from forward_models.figures import rollout_strip
+    """Truth / floor / model / |difference| on a test episode, from a ``--checkpoint`` file; for
+    a sampling family also its samples sheet (``_samples`` beside the PNG): 8 of its futures of
+    the episode and 8 of the floor's exact posterior."""
+    from forward_models.figures import rollout_strip, samples_sheet
     from forward_models.frames import uint8_frames
     from forward_models.models.base import split_window
 
     ckpt, out = args.strip
     test = store(Path(args.data), "eval", 100, args.eval_seed)
-    model = models.load(ckpt)
+    model = models.load(ckpt).eval()
     p = model.cfg.precondition
     batch = eval_windows(test, p, HORIZON, args.episode + 1)
     context, _, truth, _ = split_window(batch, p)
+    floor = floor_of(test, p)
     examples = {
         "episode": batch["episode"].numpy(),
         "context": uint8_frames(context),
         "truth": uint8_frames(truth),
-        "floor": uint8_frames(predict(floor_of(test, p), batch, p)),
-        "prediction": uint8_frames(predict(model.eval(), batch, p)),
+        "floor": uint8_frames(predict(floor, batch, p)),
+        "prediction": uint8_frames(predict(model, batch, p)),
     }
     rollout_strip(examples, out, n_frames=args.frames, episode=args.episode)
+    if samples_futures(model):
+        one = {k: v[args.episode :] for k, v in batch.items()}  # the episode first
+        futures = {
+            name: uint8_frames(predict_samples(m, one, p, 8, args.seed)[2])
+            for name, m in (("samples", model), ("posterior", floor))
+        }
+        examples = {
+            "episode": one["episode"].numpy(),
+            "context": uint8_frames(one["obs"][:, :p]),
+            "truth": uint8_frames(one["obs"][:, p:]),
+            "samples": futures["samples"],
+        }
+        sheet = Path(out).with_name(Path(out).stem + "_samples.png")
+        samples_sheet(examples, sheet, futures["posterior"], n_frames=args.frames)
 
 
 def curves(paths: list[str], out: str) -> None:
@@ -269,6 +285,7 @@ def main() -> None:
     ap.add_argument("--episode", type=int, default=0, help="--strip: which test episode")
     ap.add_argument("--frames", type=int, default=16, help="--strip: predicted frames shown")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     if args.strip:
         strip(args)
     elif args.table:
