@@ -69,6 +69,30 @@ def end_recall(checkpoint: str, ends: str, store: str) -> dict[int, float]:
     return recall
 
 
+def end_strip(checkpoint: str, store: str, out: str, h: int = 8, shown: int = 3) -> None:
+    """Truth / model / |difference| over the ``h`` steps up to a true end, for the first
+    ``shown`` test episodes that end (``out`` gets ``_0``, ``_1``, ... before its suffix)."""
+    from forward_models import models, outcome
+    from forward_models.data.zarr_store import open_rollouts
+    from forward_models.figures import rollout_strip
+    from forward_models.frames import uint8_frames
+
+    model, test = models.load(checkpoint).eval(), open_rollouts(store)
+    p = model.cfg.precondition
+    batch = outcome.end_windows(test, p, h)
+    window = {k: batch[k] for k in ("obs", "action", "mask")}
+    with torch.no_grad():
+        pred = model.rollout_window(window, p, torch.Generator().manual_seed(0))
+    examples = {
+        "episode": batch["episode"].numpy(),
+        "context": uint8_frames(batch["obs"][:, :p]),
+        "truth": uint8_frames(batch["obs"][:, p:]),
+        "prediction": uint8_frames(pred),
+    }
+    for i in range(min(shown, len(pred))):
+        rollout_strip(examples, Path(out).with_stem(f"{Path(out).stem}_{i}"), h, episode=i)
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--figure":
         return figure(sys.argv[2], sys.argv[3:])
@@ -88,6 +112,11 @@ def main() -> None:
         help="with --checkpoint: first score the model's end recall from its own frames on this "
         "rollout store (the test split), h=1..32, as the workflow's evaluation does",
     )
+    ap.add_argument(
+        "--end-strip",
+        metavar="PNG",
+        help="with --recall: draw the model's last 8 steps to ends (--steps 0: only that)",
+    )
     ap.add_argument("--set", nargs="*", default=[], help="PolicyConfig fields, key=value (YAML)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
@@ -105,6 +134,10 @@ def main() -> None:
         spec = {k: DEFAULT_ENV.get(k, {}) for k in ("id", "size", "kwargs", "max_episode_steps")}
         vector = policies.real_vector(spec, cfg.n_envs)
     recall = end_recall(args.checkpoint, args.outcome, args.recall) if args.recall else None
+    if args.end_strip:
+        end_strip(args.checkpoint, args.recall, args.end_strip)
+        if args.steps == 0:
+            return
     random = policies.score_agent("random", spec, cfg).mean()
     ppo, start = None, time.process_time()
     with open(args.out, "w") as out:
