@@ -87,6 +87,8 @@ def records(path: str) -> list[dict]:
 
 def run(args) -> None:
     cfg = yaml.safe_load(Path(args.config).read_text())
+    over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.train)}
+    cfg["train"] = {**cfg.get("train", {}), **over}
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
     rollouts = store(data, "train", 1000, PONG.splits["train"].seed)
@@ -107,7 +109,7 @@ def run(args) -> None:
             mse = extra.pop("mse")
             x = metrics.x_floor(mse, floor_mse)
             rec = {
-                "config": args.config, "seed": args.seed, "step": step,
+                "config": args.config, "train": over, "seed": args.seed, "step": step,
                 "seconds": round(spent, 1), "frames": frames,
                 "x_floor": [round(float(v), 3) for v in x],
                 "mse_mean": float(mse.mean()), "floor_mean": float(floor_mse.mean()),
@@ -178,6 +180,12 @@ def strip(args) -> None:
         samples_sheet(examples, sheet, futures["posterior"], n_frames=args.frames)
 
 
+def label_of(rec: dict) -> str:
+    """A run's config name and its ``--train`` overrides."""
+    over = ", ".join(f"{k}={v}" for k, v in rec.get("train", {}).items())
+    return Path(rec["config"]).stem + (f" ({over})" if over else "")
+
+
 def curves(paths: list[str], out: str) -> None:
     """Against training time, one line per run: mean x floor (h=1-32), x floor at h=1, mean x ES
     floor and the mean spread ratio (runs recorded before those columns leave them out)."""
@@ -188,10 +196,10 @@ def curves(paths: list[str], out: str) -> None:
 
     fig, grid = plt.subplots(2, 2, figsize=(9, 6.4), sharex=True)
     axes, below = grid[0], grid[1]
-    colours: dict[str, str] = {}  # one per config; seeds share it
+    colours: dict[str, str] = {}  # one per config and its overrides; seeds share it
     for path in paths:
         recs = records(path)[1:]
-        name = Path(recs[0]["config"]).stem
+        name = label_of(recs[0])
         label = None if name in colours else name
         colour = colours.setdefault(name, f"C{len(colours)}")
         t = [r["seconds"] / 60 for r in recs]
@@ -211,8 +219,9 @@ def curves(paths: list[str], out: str) -> None:
     below[1].set(title="spread ratio, mean over h=1-32", ylabel="spread / posterior's")
     for ax in below:
         ax.set_xlabel("training time (minutes)")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
+    rows = -(-len(colours) // 2)  # the legend under the panels, two runs a line
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0.035 * rows, 1, 1))
     fig.savefig(out, dpi=120)
     plt.close(fig)
 
@@ -222,7 +231,7 @@ def table(paths: list[str]) -> None:
     runs: dict[str, list[dict]] = {}
     for path in paths:
         last = records(path)[-1]
-        runs.setdefault(last["config"], []).append(last)
+        runs.setdefault(label_of(last), []).append(last)
     cols = [f"x floor h={h}" for h in SHOWN] + ["mean MSE h=1-32 / floor's", "worst h"]
     sampled = all("mean_x_es" in r for rs in runs.values() for r in rs)
     if sampled:
@@ -259,6 +268,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("config", nargs="?", help="a model config YAML (a preset file's format)")
+    ap.add_argument(
+        "--train",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the config's train settings (YAML values: from_start=0.5 lr_schedule=cosine)",
+    )
     ap.add_argument("--minutes", type=float, default=30, help="training budget (wall-clock)")
     ap.add_argument(
         "--clock",
