@@ -216,3 +216,30 @@ def test_a_physics_constant_changed_in_its_one_place_changes_env_and_floor(monke
         with pytest.raises(FloorError, match="does not reproduce"):  # the old speed cannot
             pong_floor(e["obs"][None, :8], acts, 2, headings=heading, speed=1.0)
     assert checked >= 8
+
+
+@pytest.mark.parametrize("env_id", [CUBE_CRASH_ID, PONG_FIXED_ID])
+def test_the_floor_reference_evaluates_every_env_with_a_floor(tmp_path, env_id):
+    """The floor as the evaluation runs it (the registry's reference model, its point and its
+    posterior samples): exact where nothing is hidden, on CubeCrash as on fixed-heading Pong
+    (its heading grid is Pong's alone: passed to CubeCrash it reached the env and failed)."""
+    import torch
+    from conftest import env_config
+    from forward_models import models
+    from forward_models.data.collect import collect
+    from forward_models.data.zarr_store import open_rollouts
+    from forward_models.evaluation import eval_windows
+
+    agent = "sticky" if env_id == CUBE_CRASH_ID else "pong"
+    store = collect(env_config(env_id, 32, 60, agent), tmp_path / "s.zarr", 12, 0, progress=False)
+    test = open_rollouts(store)
+    floor = models.build({"arch": "floor", "precondition": 3}, test.frame_shape, test.n_actions)
+    floor.prepare(test)
+    batch = eval_windows(test, 3, 12, 12)
+    assert len(batch["obs"]) >= 4
+    truth = batch["obs"][:, 3:].float()
+    window = {k: batch[k] for k in ("obs", "action", "mask")}
+    point = floor.rollout_window(window, 3)
+    mean, samples = floor.sample_window(window, 3, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(point, truth) and torch.equal(mean, truth)
+    assert torch.equal(samples, truth[:, None].expand_as(samples))

@@ -45,7 +45,7 @@ import numpy as np
 
 from forward_models.floor.common import FloorError
 
-__all__ = ["FloorError", "floor_for_env", "floor_samples_for_env", "has_floor"]
+__all__ = ["FloorError", "floor_for_env", "floor_samples_for_env", "has_floor", "hides_state"]
 
 
 def has_floor(env_id: str) -> bool:
@@ -54,6 +54,16 @@ def has_floor(env_id: str) -> bool:
 
     kind = envs.kind_of(env_id)
     return kind is not None and kind.floor is not None
+
+
+def hides_state(env_id: str) -> bool:
+    """Whether ``env_id``'s floor has a posterior of more than one point (a hidden start state,
+    Pong's heading, drawn by its sampler): only such a floor takes a grid over that state
+    (``n_headings``); CubeCrash's reset frame shows its whole state."""
+    from forward_models import envs
+
+    kind = envs.kind_of(env_id)
+    return kind is not None and kind.floor_sampler is not None
 
 
 def _floor_call(env_id: str, env_kwargs: dict | None, size: int):

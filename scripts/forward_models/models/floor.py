@@ -67,13 +67,18 @@ class Floor(ForwardModel):
         env = self.env
         return env["id"], env["kwargs"], env["size"], context, actions, obs.shape[1] - p
 
+    def _options(self) -> dict:
+        """The heading grid, for an env whose start hides state (CubeCrash's floor takes none:
+        passed on, it reached the env as a kwarg and every CubeCrash evaluation failed)."""
+        from forward_models import floor
+
+        return {"n_headings": self.cfg.headings} if floor.hides_state(self.env["id"]) else {}
+
     @torch.no_grad()
     def rollout_window(self, batch, precondition: int, generator=None) -> torch.Tensor:
         from forward_models import floor
 
-        pred = floor.floor_for_env(
-            *self._replay_args(batch, precondition), n_headings=self.cfg.headings
-        )
+        pred = floor.floor_for_env(*self._replay_args(batch, precondition), **self._options())
         return channels_first(torch.from_numpy(pred))
 
     @torch.no_grad()
@@ -87,7 +92,7 @@ class Floor(ForwardModel):
             *self._replay_args(batch, precondition),
             k,
             np.random.default_rng(seed),
-            n_headings=self.cfg.headings,
+            **self._options(),
         )
         return channels_first(torch.from_numpy(mean)), channels_first(torch.from_numpy(samples))
 
