@@ -164,6 +164,27 @@ def test_without_a_floor_the_distance_to_it_is_empty_not_invented():
     assert board["x_floor"].isna().all() and "x floor" not in leaderboard_markdown(board)
 
 
+def test_no_multiple_of_an_exact_floor_is_shown():
+    """CubeCrash's floor is exact (0 up to float rounding): a model's MSE, ES or spread over it
+    is no number (it read 99442x and, for the ES, -302x) and the leaderboard leaves it out."""
+    import pandas as pd
+    from forward_models import metrics
+    from forward_models.leaderboard import leaderboard, leaderboard_markdown
+
+    assert metrics.x_floor(0.002, 0.001) == 2 and np.isnan(metrics.x_floor(0.002, 2e-10))
+    h = [1, 8]
+    both = metrics.x_floor(pd.Series([0.002, 0.004], h), pd.Series([0.001, -1e-12], h))
+    assert both[1] == 2 and np.isnan(both[8]) and list(both.index) == [1, 8]
+    assert np.isnan(metrics.spread_ratio(np.array([0.0]), np.array([0.0]))).all()
+    rows = [
+        dict(env="cube", model=m, precondition=3, seed=0, reference=m == "floor",
+             floor=m == "floor", predictor="model", horizon=1, metric="mse", mean=v, episodes=71)
+        for m, v in (("floor", 2e-10), ("m", 2e-5))
+    ]  # fmt: skip
+    board = leaderboard(pd.DataFrame(rows), [1])
+    assert board["x_floor"].isna().all() and "x floor" not in leaderboard_markdown(board)
+
+
 def test_the_results_table_is_generated_from_a_summary_floor_first_best_in_bold(tmp_path, capsys):
     import pandas as pd
     from forward_models.cli import main

@@ -41,10 +41,27 @@ def horizon_mse(pred: torch.Tensor, truth: torch.Tensor) -> np.ndarray:
     return step_errors(pred, truth)["mse"].mean(0)
 
 
+EXACT = 1e-9
+"""A floor's score at or below this is an exact prediction (CubeCrash's floor replays the whole
+state its reset frame shows: MSE, ES and spread 0 up to float rounding, ~1e-10): no multiple of
+it means anything. One grey level wrong in one pixel of one frame is an MSE of ~5e-9."""
+
+
+def _over_floor(value, floor):
+    """``value / floor``, NaN where the floor is exact (arrays, series or floats)."""
+    exact = np.asarray(floor) <= EXACT
+    if not exact.any():
+        return value / floor
+    if hasattr(floor, "where"):  # pandas keeps its index
+        return value / floor.where(~exact)
+    return value / np.where(exact, np.nan, floor)
+
+
 def x_floor(mse, floor_mse):
     """A model's MSE as a multiple of the floor's on the same frames (arrays, series or floats,
-    broadcast as numpy or pandas do); 1 is the best any predictor can do in expectation."""
-    return mse / floor_mse
+    broadcast as numpy or pandas do); 1 is the best any predictor can do in expectation. NaN
+    where the floor is exact (:data:`EXACT`), as on CubeCrash."""
+    return _over_floor(mse, floor_mse)
 
 
 def db_above_floor(ratio):
@@ -91,5 +108,6 @@ def sample_scores(samples: torch.Tensor, truth: torch.Tensor) -> dict[str, np.nd
 
 def spread_ratio(spread, floor_spread):
     """A model's mean spread over the posterior's on the same frames: 1 is calibrated, below 1
-    under-dispersed, 0 a point predictor (arrays, series or floats)."""
-    return spread / floor_spread
+    under-dispersed, 0 a point predictor (arrays, series or floats). NaN where the posterior
+    is one point (no spread to match, as on CubeCrash)."""
+    return _over_floor(spread, floor_spread)
