@@ -170,14 +170,10 @@ def strip(args) -> None:
             name: uint8_frames(predict_samples(m, one, p, 8, args.seed)[2])
             for name, m in (("samples", model), ("posterior", floor))
         }
-        examples = {
-            "episode": one["episode"].numpy(),
-            "context": uint8_frames(one["obs"][:, :p]),
-            "truth": uint8_frames(one["obs"][:, p:]),
-            "samples": futures["samples"],
-        }
+        shown = {k: v[args.episode :] for k, v in examples.items()}  # the strip's own frames
         sheet = Path(out).with_name(Path(out).stem + "_samples.png")
-        samples_sheet(examples, sheet, futures["posterior"], n_frames=args.frames)
+        samples = {**shown, "samples": futures["samples"]}
+        samples_sheet(samples, sheet, futures["posterior"], n_frames=args.frames)
 
 
 def label_of(rec: dict) -> str:
