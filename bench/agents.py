@@ -26,11 +26,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
+from common import PONG, key_value  # noqa: E402  (bench/common.py)
 from forward_models import policies  # noqa: E402
 from forward_models.dream import DreamVector, env_spec  # noqa: E402
-
-DEFAULT_ENV = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["envs"]["pong"]
 
 
 def figure(out: str, paths: list[str]) -> None:
@@ -55,29 +53,24 @@ def figure(out: str, paths: list[str]) -> None:
     plt.close(fig)
 
 
-def end_recall(checkpoint: str, ends: str, store: str) -> dict[int, float]:
-    """Of the store's episodes that end, the share whose model rollout of the h steps up to the
-    end ends there too (:func:`forward_models.outcome.end_hits`), at h = 1, 2, 4, ..., 32."""
-    from forward_models import models, outcome
-    from forward_models.data.zarr_store import open_rollouts
+def end_recall(model, ends: str, test) -> dict[int, float]:
+    """Of the ``test`` store's episodes that end, the share whose model rollout of the h steps up
+    to the end ends there too (:func:`forward_models.outcome.end_hits`), at h = 1, 2, 4, ..., 32."""
+    from forward_models import outcome
 
-    hits = outcome.end_hits(
-        models.load(checkpoint), outcome.load(ends), open_rollouts(store), [1, 2, 4, 8, 16, 32]
-    )
+    hits = outcome.end_hits(model, outcome.load(ends), test, [1, 2, 4, 8, 16, 32])
     recall = {h: round(float(hit.mean()), 3) for h, (_, hit) in hits.items()}
     print(f"end recall from the model's own frames ({len(hits[1][1])} ends): {recall}", flush=True)
     return recall
 
 
-def end_strip(checkpoint: str, store: str, out: str, h: int = 8, shown: int = 3) -> None:
+def end_strip(model, test, out: str, h: int = 8, shown: int = 3) -> None:
     """Truth / model / |difference| over the ``h`` steps up to a true end, for the first
-    ``shown`` test episodes that end (``out`` gets ``_0``, ``_1``, ... before its suffix)."""
-    from forward_models import models, outcome
-    from forward_models.data.zarr_store import open_rollouts
+    ``shown`` ``test`` episodes that end (``out`` gets ``_0``, ``_1``, ... before its suffix)."""
+    from forward_models import outcome
     from forward_models.figures import rollout_strip
     from forward_models.frames import uint8_frames
 
-    model, test = models.load(checkpoint).eval(), open_rollouts(store)
     p = model.cfg.precondition
     batch = outcome.end_windows(test, p, h)
     window = {k: batch[k] for k in ("obs", "action", "mask")}
@@ -117,13 +110,26 @@ def main() -> None:
         metavar="PNG",
         help="with --recall: draw the model's last 8 steps to ends (--steps 0: only that)",
     )
-    ap.add_argument("--set", nargs="*", default=[], help="PolicyConfig fields, key=value (YAML)")
+    ap.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        type=key_value,
+        metavar="KEY=VALUE",
+        help="PolicyConfig fields (YAML values)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True)
     ap.add_argument("--save", help="write the final PPO here (stable-baselines3's zip)")
     args = ap.parse_args()
+    if (args.checkpoint is None) != (args.outcome is None):
+        ap.error("--checkpoint and --outcome go together: a dream needs its reward and end model")
+    if args.recall and not args.checkpoint:
+        ap.error("--recall scores a model's rollouts: give its --checkpoint and --outcome")
+    if args.end_strip and not args.recall:
+        ap.error("--end-strip draws ends of the --recall STORE's episodes: give it")
     torch.set_num_threads(args.threads)
-    over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    over = dict(args.set)
     cfg = policies.PolicyConfig(
         steps=args.every, episodes=args.episodes, score_seed=args.score_seed, **over
     )
@@ -131,13 +137,19 @@ def main() -> None:
         spec = env_spec(args.checkpoint)
         vector = DreamVector(args.checkpoint, cfg.n_envs, args.outcome)
     else:
-        spec = {k: DEFAULT_ENV.get(k, {}) for k in ("id", "size", "kwargs", "max_episode_steps")}
+        spec = PONG.spec.model_dump()
         vector = policies.real_vector(spec, cfg.n_envs)
-    recall = end_recall(args.checkpoint, args.outcome, args.recall) if args.recall else None
-    if args.end_strip:
-        end_strip(args.checkpoint, args.recall, args.end_strip)
-        if args.steps == 0:
-            return
+    recall = None
+    if args.recall:
+        from forward_models import models
+        from forward_models.data.zarr_store import open_rollouts
+
+        model, test = models.load(args.checkpoint).eval(), open_rollouts(args.recall)
+        recall = end_recall(model, args.outcome, test)
+        if args.end_strip:
+            end_strip(model, test, args.end_strip)
+            if args.steps == 0:
+                return
     random = policies.score_agent("random", spec, cfg).mean()
     ppo, start = None, time.process_time()
     with open(args.out, "w") as out:

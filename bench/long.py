@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from common import PONG, key_value  # noqa: E402  (bench/common.py)
 from forward_models import metrics, models  # noqa: E402
 from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
@@ -43,7 +44,7 @@ from forward_models.evaluation import (  # noqa: E402
     samples_futures,
 )
 from forward_models.training import Budget, train  # noqa: E402
-from models import PONG, UNBOUNDED, floor_of  # noqa: E402  (bench/models.py)
+from models import UNBOUNDED, floor_of  # noqa: E402  (bench/models.py)
 
 HORIZON = 32
 SHOWN = (1, 2, 4, 8, 16, 32)
@@ -87,7 +88,7 @@ def records(path: str) -> list[dict]:
 
 def run(args) -> None:
     cfg = yaml.safe_load(Path(args.config).read_text())
-    over = {k: yaml.safe_load(v) for k, v in (kv.split("=", 1) for kv in args.train)}
+    over = dict(args.train)
     cfg["train"] = {**cfg.get("train", {}), **over}
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
@@ -268,6 +269,7 @@ def main() -> None:
         "--train",
         nargs="*",
         default=[],
+        type=key_value,
         metavar="KEY=VALUE",
         help="override the config's train settings (YAML values: from_start=0.5 lr_schedule=cosine)",
     )

@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
+from common import PONG  # noqa: E402  (bench/common.py)
 from forward_models import config, metrics, models  # noqa: E402
 from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
@@ -32,7 +33,6 @@ from forward_models.data.zarr_store import open_rollouts  # noqa: E402
 from forward_models.evaluation import eval_windows, predict  # noqa: E402
 from forward_models.training import Budget, train  # noqa: E402
 
-PONG = config.load_yaml(ROOT / "config" / "config.yaml").envs["pong"]  # the default env
 HORIZONS = (1, 8, 16, 32)
 
 

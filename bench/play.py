@@ -20,12 +20,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import gymnasium as gym  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from forward_models import config, models  # noqa: E402
+from common import PONG  # noqa: E402  (bench/common.py)
+from forward_models import models  # noqa: E402
 from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
 from forward_models.envs import DREAM_ID  # noqa: E402
-
-PONG = config.load_yaml(ROOT / "config" / "config.yaml").envs["pong"]  # the default env
 
 
 def main(steps: int = 300) -> None:
