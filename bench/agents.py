@@ -140,11 +140,10 @@ def main() -> None:
         spec = PONG.spec.model_dump()
         vector = policies.real_vector(spec, cfg.n_envs)
     recall = None
-    if args.recall:
-        from forward_models import models
+    if args.recall:  # the dream's own model (already loaded, in eval mode)
         from forward_models.data.zarr_store import open_rollouts
 
-        model, test = models.load(args.checkpoint).eval(), open_rollouts(args.recall)
+        model, test = vector.dreams.model, open_rollouts(args.recall)
         recall = end_recall(model, args.outcome, test)
         if args.end_strip:
             end_strip(model, test, args.end_strip)
