@@ -1,10 +1,20 @@
-"""Error against compute for one model config on the default Pong: train for a wall-clock
-budget (``--clock``) and score the open-loop MSE on held-out episodes as a multiple of the floor's on the same
-windows ("x floor"), every ``--every`` seconds of training. One seed per process; run seeds side
-by side (one thread each) and read them together with ``--table``:
+"""Error against compute for one model config on one env (the default Pong unless ``--envs``
+and ``--env`` name another): train for a budget (``--clock``) and score the open-loop MSE on
+held-out episodes as a multiple of the floor's on the same windows ("x floor"), every
+``--every`` seconds of training. One seed per process; run seeds side by side (one thread each)
+and read them together with ``--table``:
 
     python bench/long.py config/models/conv_gru_residual.yaml --minutes 30 --seed 0 --out s0.jsonl
     python bench/long.py --table s0.jsonl s1.jsonl s2.jsonl
+    python bench/long.py config/models/diffusion.yaml --envs config/beyond.yaml --env pendulum \
+        --minutes 60 --clock cpu --every 600 --out pendulum.jsonl
+
+On an env without a floor (Boxing, Pendulum) the reference is copy-last instead: each line
+holds the MSE in dB below copy-last's per horizon ("db_below_copy_last", 10 log10 of copy-last's
+MSE over the model's) and the energy score; the floor's ES columns stay out, never invented.
+Every line also holds "shuffled_gain" per horizon: the MSE with another episode's actions fed
+minus the MSE with the episode's own (the workflow's "model_shuffled_actions", Δ shuffled: 0 for
+a model that ignores its actions).
 
 ``--eval-seed 2`` scores on a dev split (for choosing settings), the default is the default
 config's test split. The training loop is the workflow's (``forward_models.training.train``):
@@ -33,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from common import PONG, key_value  # noqa: E402  (bench/common.py)
-from forward_models import metrics, models  # noqa: E402
+from forward_models import config, metrics, models  # noqa: E402
 from forward_models.data.collect import collect  # noqa: E402
 from forward_models.data.windows import WindowSampler  # noqa: E402
 from forward_models.data.zarr_store import open_rollouts  # noqa: E402
@@ -42,7 +52,9 @@ from forward_models.evaluation import (  # noqa: E402
     predict,
     predict_samples,
     samples_futures,
+    shuffled_actions,
 )
+from forward_models.floor import has_floor  # noqa: E402
 from forward_models.training import Budget, train  # noqa: E402
 from models import UNBOUNDED, floor_of  # noqa: E402  (bench/models.py)
 
@@ -50,34 +62,86 @@ HORIZON = 32
 SHOWN = (1, 2, 4, 8, 16, 32)
 
 
-def store(data: Path, split: str, episodes: int, seed: int):
-    path = data / f"{split}-seed{seed}.zarr"
+def env_of(args):
+    """The env config ``--env`` of the ``--envs`` file (its first env by default)."""
+    if args.envs is None:
+        return "pong", PONG
+    envs = config.load_yaml(args.envs).envs
+    name = args.env or next(iter(envs))
+    if name not in envs:
+        raise SystemExit(f"--env {name!r}: {args.envs} has the envs {sorted(envs)}")
+    return name, envs[name]
+
+
+def store(data: Path, name: str, env, split: str, seed: int):
+    """The rollouts of ``env``'s split ``split`` (its episodes) with collection seed ``seed``,
+    collected into ``data/{name}/`` on first use."""
+    path = data / name / f"{split}-seed{seed}.zarr"
     if not (path / "zarr.json").exists():
-        collect(PONG.source, path, episodes, seed=seed, workers=1, progress=False)
+        n = env.splits["train" if split == "train" else "test"].episodes
+        collect(env.source, path, n, seed=seed, workers=1, progress=False)
     return open_rollouts(path)
 
 
-def sample_horizons(model, batch, p: int, k: int, seed: int) -> dict[str, np.ndarray]:
-    """Open-loop MSE of the mean of ``k`` futures, ES and spread at h = 1..HORIZON."""
+def test_of(args):
+    """The split ``--eval-seed`` of ``--env`` (by default the env's test split)."""
+    name, env = env_of(args)
+    seed = env.splits["test"].seed if args.eval_seed is None else args.eval_seed
+    return store(Path(args.data), name, env, "eval", seed)
+
+
+def sample_horizons(
+    model, batch, p: int, k: int, seed: int, shuffled: bool = False
+) -> dict[str, np.ndarray]:
+    """Open-loop MSE of the mean of ``k`` futures, ES and spread at h = 1..HORIZON; with
+    ``shuffled`` also the MSE of the mean with another episode's actions fed."""
     was = model.training
+    truth = batch["obs"][:, p:]
     with torch.no_grad():
         point, scores, _ = predict_samples(model, batch, p, k, seed)
+        moved = (
+            predict_samples(model, shuffled_actions(batch, p), p, k, seed)[0] if shuffled else None
+        )
     model.train(was)
     out = {name: scores[name].mean(0) for name in ("es", "spread")}
-    return {"mse": np.asarray(metrics.horizon_mse(point, batch["obs"][:, p:])), **out}
+    out["mse"] = np.asarray(metrics.horizon_mse(point, truth))
+    if shuffled:
+        out["mse_shuffled"] = np.asarray(metrics.horizon_mse(moved, truth))
+    return out
 
 
-def sample_record(model, batch, p: int, k: int, seed: int, floor: dict) -> dict:
-    """The sampling columns of one evaluation, against the floor posterior's ``floor``."""
-    got = sample_horizons(model, batch, p, k, seed)
+def rounded(values, digits: int = 3) -> list[float]:
+    return [round(float(v), digits) for v in values]
+
+
+def sample_record(
+    model, batch, p: int, k: int, seed: int, floor: dict, shuffled: bool = False
+) -> dict:
+    """The sampling columns of one evaluation, against the floor posterior's ``floor``; with
+    ``shuffled`` also Δ shuffled per horizon."""
+    got = sample_horizons(model, batch, p, k, seed, shuffled)
     x_es = got["es"] / floor["es"]
     spread = metrics.spread_ratio(got["spread"], floor["spread"])
+    gain = {"shuffled_gain": rounded(got["mse_shuffled"] - got["mse"], 6)} if shuffled else {}
     return {
         "mse": got["mse"],
-        "x_es_floor": [round(float(v), 3) for v in x_es],
-        "spread_ratio": [round(float(v), 3) for v in spread],
+        "x_es_floor": rounded(x_es),
+        "spread_ratio": rounded(spread),
         "es_mean": float(got["es"].mean()), "es_floor_mean": float(floor["es"].mean()),
         "mean_x_es": float(got["es"].mean() / floor["es"].mean()),
+        **gain,
+    }  # fmt: skip
+
+
+def copy_last_record(model, batch, p: int, k: int, seed: int, copy_mse: np.ndarray) -> dict:
+    """One evaluation on an env without a floor: against copy-last's MSE ``copy_mse``."""
+    got = sample_horizons(model, batch, p, k, seed, shuffled=True)
+    db = 10 * np.log10(copy_mse / got["mse"])
+    return {
+        "db_below_copy_last": rounded(db, 2),
+        "mse_mean": float(got["mse"].mean()), "copy_last_mean": float(copy_mse.mean()),
+        "es": rounded(got["es"], 5), "es_mean": float(got["es"].mean()),
+        "shuffled_gain": rounded(got["mse_shuffled"] - got["mse"], 6),
     }  # fmt: skip
 
 
@@ -92,36 +156,25 @@ def run(args) -> None:
     cfg["train"] = {**cfg.get("train", {}), **over}
     data = Path(args.data)
     data.mkdir(parents=True, exist_ok=True)
-    rollouts = store(data, "train", 1000, PONG.splits["train"].seed)
-    test = store(data, "eval", 100, args.eval_seed)
+    name, env = env_of(args)
+    rollouts = store(data, name, env, "train", env.splits["train"].seed)
+    test = test_of(args)
     torch.manual_seed(args.seed)
     model = models.build(cfg, rollouts.frame_shape, rollouts.n_actions)
     p, tc = model.cfg.precondition, model.cfg.train
-    batch = eval_windows(test, p, HORIZON, 100)
-    floor = floor_of(test, p)
-    floor_samples = sample_horizons(floor, batch, p, floor.cfg.samples, 0)  # once: the posterior
-    floor_mse = floor_samples["mse"]  # its point: the posterior mean
+    batch = eval_windows(test, p, HORIZON, env.splits["test"].episodes)
     k = args.samples if samples_futures(model) else 1
+    score = scorer(env, test, batch, p, k, args.seed)
     sampler = WindowSampler(rollouts, tc.seq_len, seed=args.seed, from_start=tc.from_start)
     with open(args.out, "w") as out:
 
         def evaluate(model, step: int, spent: float, frames: int) -> None:
-            extra = sample_record(model, batch, p, k, args.seed, floor_samples)
-            mse = extra.pop("mse")
-            x = metrics.x_floor(mse, floor_mse)
             rec = {
-                "config": args.config, "train": over, "seed": args.seed, "step": step,
-                "seconds": round(spent, 1), "frames": frames,
-                "x_floor": [round(float(v), 3) for v in x],
-                "mse_mean": float(mse.mean()), "floor_mean": float(floor_mse.mean()),
-                "mean_x": float(metrics.x_floor(mse.mean(), floor_mse.mean())),
-                **extra,
+                "config": args.config, "env": name, "train": over, "seed": args.seed,
+                "step": step, "seconds": round(spent, 1), "frames": frames, **score(model),
             }  # fmt: skip
             print(json.dumps(rec), file=out, flush=True)
-            print(f"{spent:7.0f} s  step {step:6d}  mean x floor {rec['mean_x']:.2f}  "
-                  f"mean x ES floor {rec['mean_x_es']:.2f}  "
-                  f"x floor at h={SHOWN}: {[rec['x_floor'][h - 1] for h in SHOWN]}",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(f"{spent:7.0f} s  step {step:6d}  {summary(rec)}", file=sys.stderr, flush=True)
 
         evaluate(model, 0, 0.0, 0)
         budget = Budget(args.minutes * 60, args.clock, args.every, evaluate)
@@ -142,6 +195,43 @@ def run(args) -> None:
         models.save(model, args.checkpoint, env=rollouts.attrs["env"])
 
 
+def scorer(env, test, batch, p: int, k: int, seed: int):
+    """``model -> record columns`` for one evaluation: against the floor where ``env`` has one
+    (its posterior sampled once on the same windows), else against copy-last."""
+    if not has_floor(env.id):
+        copy = models.build(
+            {"arch": "copy_last", "precondition": p}, test.frame_shape, test.n_actions
+        )
+        copy_mse = sample_horizons(copy, batch, p, 1, 0)["mse"]
+        return lambda model: copy_last_record(model, batch, p, k, seed, copy_mse)
+    floor = floor_of(test, p)
+    floor_samples = sample_horizons(floor, batch, p, floor.cfg.samples, 0)  # once: the posterior
+    floor_mse = floor_samples["mse"]  # its point: the posterior mean
+
+    def score(model) -> dict:
+        extra = sample_record(model, batch, p, k, seed, floor_samples, shuffled=True)
+        mse = extra.pop("mse")
+        return {
+            "x_floor": rounded(metrics.x_floor(mse, floor_mse)),
+            "mse_mean": float(mse.mean()), "floor_mean": float(floor_mse.mean()),
+            "mean_x": float(metrics.x_floor(mse.mean(), floor_mse.mean())),
+            **extra,
+        }  # fmt: skip
+
+    return score
+
+
+def summary(rec: dict) -> str:
+    """One evaluation in a progress line."""
+    gain = f"Δ shuffled {np.mean(rec['shuffled_gain']):+.5f}"
+    if "x_floor" in rec:
+        return (f"mean x floor {rec['mean_x']:.2f}  mean x ES floor {rec['mean_x_es']:.2f}  "
+                f"x floor at h={SHOWN}: {[rec['x_floor'][h - 1] for h in SHOWN]}  {gain}")  # fmt: skip
+    db = rec["db_below_copy_last"]
+    return (f"dB below copy-last at h={SHOWN}: {[db[h - 1] for h in SHOWN]}  "
+            f"ES mean {rec['es_mean']:.4f}  {gain}")  # fmt: skip
+
+
 def strip(args) -> None:
     """Truth / floor / model / |difference| on a test episode, from a ``--checkpoint`` file; for
     a sampling family also its samples sheet (``_samples`` beside the PNG): 8 of its futures of
@@ -151,30 +241,31 @@ def strip(args) -> None:
     from forward_models.models.base import split_window
 
     ckpt, out = args.strip
-    test = store(Path(args.data), "eval", 100, args.eval_seed)
+    test = test_of(args)
     model = models.load(ckpt).eval()
     p = model.cfg.precondition
     batch = eval_windows(test, p, HORIZON, args.episode + 1)
     context, _, truth, _ = split_window(batch, p)
-    floor = floor_of(test, p)
+    floor = floor_of(test, p) if has_floor(env_of(args)[1].id) else None
     examples = {
         "episode": batch["episode"].numpy(),
         "context": uint8_frames(context),
         "truth": uint8_frames(truth),
-        "floor": uint8_frames(predict(floor, batch, p)),
         "prediction": uint8_frames(predict(model, batch, p)),
     }
+    if floor is not None:
+        examples["floor"] = uint8_frames(predict(floor, batch, p))
     rollout_strip(examples, out, n_frames=args.frames, episode=args.episode)
     if samples_futures(model):
         one = {k: v[args.episode :] for k, v in batch.items()}  # the episode first
-        futures = {
-            name: uint8_frames(predict_samples(m, one, p, 8, args.seed)[2])
-            for name, m in (("samples", model), ("posterior", floor))
-        }
+        posterior = uint8_frames(predict_samples(floor, one, p, 8, args.seed)[2]) if floor else None
         shown = {k: v[args.episode :] for k, v in examples.items()}  # the strip's own frames
         sheet = Path(out).with_name(Path(out).stem + "_samples.png")
-        samples = {**shown, "samples": futures["samples"]}
-        samples_sheet(samples, sheet, futures["posterior"], n_frames=args.frames)
+        samples = {
+            **shown,
+            "samples": uint8_frames(predict_samples(model, one, p, 8, args.seed)[2]),
+        }
+        samples_sheet(samples, sheet, posterior, n_frames=args.frames)
 
 
 def label_of(rec: dict) -> str:
@@ -185,12 +276,15 @@ def label_of(rec: dict) -> str:
 
 def curves(paths: list[str], out: str) -> None:
     """Against training time, one line per run: mean x floor (h=1-32), x floor at h=1, mean x ES
-    floor and the mean spread ratio (runs recorded before those columns leave them out)."""
+    floor and the mean spread ratio (runs recorded before those columns leave them out); on envs
+    without a floor :func:`copy_last_curves`."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    if "x_floor" not in records(paths[0])[0]:
+        return copy_last_curves(paths, out, plt)
     fig, grid = plt.subplots(2, 2, figsize=(9, 6.4), sharex=True)
     axes, below = grid[0], grid[1]
     colours: dict[str, str] = {}  # one per config and its overrides; seeds share it
@@ -223,12 +317,64 @@ def curves(paths: list[str], out: str) -> None:
     plt.close(fig)
 
 
+def copy_last_curves(paths: list[str], out: str, plt) -> None:
+    """Against training time, one line per run on an env without a floor: the MSE in dB below
+    copy-last's (its mean and its least over h=4-32, the goal's 3 dB dashed), the mean energy
+    score and the mean Δ shuffled actions (h=1-32)."""
+    fig, grid = plt.subplots(2, 2, figsize=(9, 6.4), sharex=True)
+    panels = grid.ravel()
+    for i, path in enumerate(paths):
+        recs = records(path)
+        t = [r["seconds"] / 60 for r in recs]
+        db = np.array([r["db_below_copy_last"][3:] for r in recs])  # h = 4..32
+        label = f"{label_of(recs[0])} on {recs[0]['env']}, seed {recs[0]['seed']}"
+        panels[0].plot(t, db.mean(1), color=f"C{i}", label=label)
+        panels[1].plot(t, db.min(1), color=f"C{i}")
+        panels[2].plot(t, [r["es_mean"] for r in recs], color=f"C{i}")
+        panels[3].plot(t, [np.mean(r["shuffled_gain"]) for r in recs], color=f"C{i}")
+    titles = [
+        ("MSE below copy-last's, mean over h=4-32", "dB"),
+        ("MSE below copy-last's, least over h=4-32", "dB"),
+        ("energy score, mean over h=1-32", "ES (RMS pixel distance)"),
+        ("Δ shuffled actions, mean over h=1-32", "MSE shuffled - own"),
+    ]
+    for ax, (title, unit) in zip(panels, titles, strict=True):
+        ax.set(title=title, ylabel=unit)
+    for ax in panels[:2]:
+        ax.axhline(3, color="0.5", ls="--", lw=1)
+        ax.axhline(0, color="0.3", ls=":", lw=1)
+    panels[3].axhline(0, color="0.3", ls=":", lw=1)
+    for ax in panels[2:]:
+        ax.set_xlabel("training time (minutes)")
+    fig.legend(*panels[0].get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0.035 * -(-len(paths) // 2), 1, 1))
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def copy_last_table(runs: dict[str, list[dict]]) -> None:
+    """:func:`table` on an env without a floor: dB below copy-last, ES and Δ shuffled."""
+    cols = [f"dB below copy-last h={h}" for h in SHOWN] + ["least dB h=4-32 (at h)"]
+    cols += ["ES mean h=1-32", "Δ shuffled mean h=1-32", "Δ shuffled least h"]
+    print(f"| config | env | seed | steps | {' | '.join(cols)} |")
+    print("|---|---|---|---:|" + "---:|" * len(cols))
+    for name, recs in runs.items():
+        for r in recs:
+            db, gain = np.array(r["db_below_copy_last"]), np.array(r["shuffled_gain"])
+            worst = 3 + int(db[3:].argmin())
+            cells = [f"{db[h - 1]:.1f}" for h in SHOWN] + [f"{db[worst]:.1f} ({worst + 1})"]
+            cells += [f"{r['es_mean']:.4f}", f"{gain.mean():+.4f}", f"{gain.min():+.4f}"]
+            print(f"| {name} | {r['env']} | {r['seed']} | {r['step']} | {' | '.join(cells)} |")
+
+
 def table(paths: list[str]) -> None:
     """Last evaluation of each run, grouped by config: mean over seeds, min-max across them."""
     runs: dict[str, list[dict]] = {}
     for path in paths:
         last = records(path)[-1]
         runs.setdefault(label_of(last), []).append(last)
+    if not all("x_floor" in r for rs in runs.values() for r in rs):
+        return copy_last_table(runs)
     cols = [f"x floor h={h}" for h in SHOWN] + ["mean MSE h=1-32 / floor's", "worst h"]
     sampled = all("mean_x_es" in r for rs in runs.values() for r in rs)
     if sampled:
@@ -287,7 +433,15 @@ def main() -> None:
         "--samples", type=int, default=16, help="futures per episode for a sampling family"
     )
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    ap.add_argument("--eval-seed", type=int, default=PONG.splits["test"].seed)
+    ap.add_argument(
+        "--envs", help="a config file whose envs to train on (default: the default config's Pong)"
+    )
+    ap.add_argument("--env", help="with --envs: which of its envs (default: its first)")
+    ap.add_argument(
+        "--eval-seed",
+        type=int,
+        help="collection seed of the scored split (default: the env's test)",
+    )
     ap.add_argument("--data", default="bench-data", help="where the rollout stores are kept")
     ap.add_argument("--out", help="JSON lines, one per evaluation")
     ap.add_argument("--checkpoint", help="save the final model here (the workflow's format)")

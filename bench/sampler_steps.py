@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT.parent / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from common import PONG  # noqa: E402  (bench/common.py)
 from forward_models import metrics, models  # noqa: E402
 from forward_models.evaluation import eval_windows  # noqa: E402
 from long import HORIZON, SHOWN, sample_horizons, sample_record, store  # noqa: E402
@@ -51,7 +52,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    test = store(Path(args.data), "eval", 100, args.eval_seed)  # the split bench/long.py scores
+    test = store(Path(args.data), "pong", PONG, "eval", args.eval_seed)  # bench/long.py's split
     p = models.load(args.checkpoint).cfg.precondition
     batch = eval_windows(test, p, HORIZON, args.episodes)
     floor = floor_of(test, p)
