@@ -66,11 +66,11 @@ def env_of(args):
     """The env config ``--env`` of the ``--envs`` file (its first env by default)."""
     if args.envs is None:
         return "pong", PONG
-    envs = config.load_yaml(args.envs).envs
-    name = args.env or next(iter(envs))
+    envs = config.read_yaml(args.envs).get("envs") or {}  # the file's envs only, validated here
+    name = args.env or next(iter(envs), None)
     if name not in envs:
         raise SystemExit(f"--env {name!r}: {args.envs} has the envs {sorted(envs)}")
-    return name, envs[name]
+    return name, config.EnvConfig.model_validate(envs[name])
 
 
 def store(data: Path, name: str, env, split: str, seed: int):
@@ -160,7 +160,7 @@ def run(args) -> None:
     rollouts = store(data, name, env, "train", env.splits["train"].seed)
     test = test_of(args)
     torch.manual_seed(args.seed)
-    model = models.build(cfg, rollouts.frame_shape, rollouts.n_actions)
+    model = models.build(cfg, rollouts.frame_shape, rollouts.n_actions, rollouts.action_dim)
     p, tc = model.cfg.precondition, model.cfg.train
     batch = eval_windows(test, p, HORIZON, env.splits["test"].episodes)
     k = args.samples if samples_futures(model) else 1
@@ -200,7 +200,10 @@ def scorer(env, test, batch, p: int, k: int, seed: int):
     (its posterior sampled once on the same windows), else against copy-last."""
     if not has_floor(env.id):
         copy = models.build(
-            {"arch": "copy_last", "precondition": p}, test.frame_shape, test.n_actions
+            {"arch": "copy_last", "precondition": p},
+            test.frame_shape,
+            test.n_actions,
+            test.action_dim,
         )
         copy_mse = sample_horizons(copy, batch, p, 1, 0)["mse"]
         return lambda model: copy_last_record(model, batch, p, k, seed, copy_mse)
