@@ -157,6 +157,17 @@ def test_window_sampler_masks_past_episode_end(tmp_path):
     assert full["mask"].all()  # windows of a long episode never overrun it
 
 
+def test_a_store_is_read_once_for_the_samplers_that_share_it(tmp_path):
+    path = tmp_path / "s.zarr"
+    write(path, episodes=(6, 9))
+    r = open_rollouts(path)
+    train, val = WindowSampler(r, 4, episodes=[0]), WindowSampler(r, 4, episodes=[1])
+    assert train.obs is val.obs and train.action is val.action  # one copy in memory
+    # the shared copy holds the store's rows as written
+    np.testing.assert_array_equal(r.load(("obs",))["obs"], r.array("obs")[:])
+    assert set(r.load(("reward",))) == {"reward"}  # only the keys asked for
+
+
 def test_windows_from_start_begin_at_the_episodes_first_row(tmp_path):
     """``from_start=1``: every window is an episode's first rows, as evaluation's are; 0 keeps
     the windows every start equally likely drew before the option existed."""

@@ -23,7 +23,7 @@ import math
 import os
 import shutil
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +173,7 @@ class Rollouts:
     path: Path
     group: zarr.Group
     episode_ends: np.ndarray
+    _loaded: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def attrs(self) -> dict:
@@ -212,8 +213,14 @@ class Rollouts:
         return self.group["data"][key]
 
     def load(self, keys=KEYS) -> dict[str, np.ndarray]:
-        """Read whole arrays into memory (slices, never fancy indexing: far faster in Zarr)."""
-        return {k: self.array(k)[:] for k in keys}
+        """Read whole arrays into memory (slices, never fancy indexing: far faster in Zarr).
+        Each is read once per opened store and shared by every later call (a train job's
+        training and validation samplers: reading 1000 Pong episodes took ~4 CPU-s a time), so
+        callers must not write into them."""
+        for k in keys:
+            if k not in self._loaded:
+                self._loaded[k] = self.array(k)[:]
+        return {k: self._loaded[k] for k in keys}
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
         lo, hi = int(self.episode_starts[i]), int(self.episode_ends[i])
