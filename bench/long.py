@@ -10,14 +10,15 @@ and read them together with ``--table``:
         --minutes 60 --clock cpu --every 600 --out pendulum.jsonl
 
 On an env without a floor (Boxing, Pendulum) the reference is copy-last instead: each line
-holds the MSE in dB below copy-last's per horizon ("db_below_copy_last", 10 log10 of copy-last's
-MSE over the model's) and the energy score; the floor's ES columns stay out, never invented.
+holds the MSE per horizon ("mse"), copy-last's ("copy_last"), the model's in dB below it
+("db_below_copy_last", 10 log10 of copy-last's over the model's) and the energy score ("es");
+the floor's ES columns stay out, never invented.
 Every line also holds "shuffled_gain" per horizon: the MSE with another episode's actions fed
 minus the MSE with the episode's own (the workflow's "model_shuffled_actions", Δ shuffled: 0 for
 a model that ignores its actions).
 
-``--eval-seed 2`` scores on a dev split (for choosing settings), the default is the default
-config's test split. The training loop is the workflow's (``forward_models.training.train``):
+``--eval-seed 2`` scores on a dev split (for choosing settings), the default is the env's test
+split. The training loop is the workflow's (``forward_models.training.train``):
 each family's own ``loss``, Adam, gradient clipping, its lr schedule; ``lr_schedule: cosine``
 runs over the time budget here.
 Each line of ``--out`` is one evaluation: steps, seconds, frames, x floor per horizon (1-32),
@@ -139,6 +140,7 @@ def copy_last_record(model, batch, p: int, k: int, seed: int, copy_mse: np.ndarr
     db = 10 * np.log10(copy_mse / got["mse"])
     return {
         "db_below_copy_last": rounded(db, 2),
+        "mse": rounded(got["mse"], 7), "copy_last": rounded(copy_mse, 7),
         "mse_mean": float(got["mse"].mean()), "copy_last_mean": float(copy_mse.mean()),
         "es": rounded(got["es"], 5), "es_mean": float(got["es"].mean()),
         "shuffled_gain": rounded(got["mse_shuffled"] - got["mse"], 6),
@@ -366,7 +368,7 @@ def copy_last_table(runs: dict[str, list[dict]]) -> None:
             db, gain = np.array(r["db_below_copy_last"]), np.array(r["shuffled_gain"])
             worst = 3 + int(db[3:].argmin())
             cells = [f"{db[h - 1]:.1f}" for h in SHOWN] + [f"{db[worst]:.1f} ({worst + 1})"]
-            cells += [f"{r['es_mean']:.4f}", f"{gain.mean():+.4f}", f"{gain.min():+.4f}"]
+            cells += [f"{r['es_mean']:.4f}", f"{gain.mean():+.5f}", f"{gain.min():+.5f}"]
             print(f"| {name} | {r['env']} | {r['seed']} | {r['step']} | {' | '.join(cells)} |")
 
 

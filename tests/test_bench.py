@@ -55,6 +55,7 @@ def test_on_an_env_without_a_floor_the_reference_is_copy_last(envs):
     # copy-last against itself: 0 dB at every horizon, and it ignores the actions exactly
     assert copy["env"] == "pendulum" and "x_floor" not in copy
     assert copy["db_below_copy_last"] == [0.0] * 32 and set(copy["shuffled_gain"]) == {0.0}
+    assert copy["mse"] == copy["copy_last"] and min(copy["mse"]) > 0
     # its energy score is its RMSE per episode, whose mean over episodes is at most the root
     # of the mean MSE (Jensen)
     assert 0 < sum(e**2 for e in copy["es"]) / 32 <= copy["copy_last_mean"] * (1 + 1e-4)
