@@ -163,6 +163,9 @@ def run(args) -> None:
     test = test_of(args)
     torch.manual_seed(args.seed)
     model = models.build(cfg, rollouts.frame_shape, rollouts.n_actions, rollouts.action_dim)
+    model.prepare(
+        rollouts
+    )  # references see the training rollouts (the mean frame), as in train_job
     p, tc = model.cfg.precondition, model.cfg.train
     batch = eval_windows(test, p, HORIZON, env.splits["test"].episodes)
     k = args.samples if samples_futures(model) else 1
