@@ -156,7 +156,9 @@ def test_overfits_one_batch_of_pong(arch, pong_spec):
     # 0.52x of the first loss after 300 steps at 3e-3, 0.23x at 1e-2).
     opt = torch.optim.Adam(m.parameters(), lr=1e-2 if m.cfg.has_assets else 3e-3)
     first = m.loss(batch)[0].item()
-    for _ in range(300):
+    # 400 steps: at 300 rnn_spatial_transformer ended at 0.3025x on a 2-core Intel Xeon (0.156x
+    # at 400) and under 0.3x on the AMD EPYC: the same seed, other floating-point kernels.
+    for _ in range(400):
         loss, _ = m.loss(batch)
         opt.zero_grad()
         loss.backward()
