@@ -66,6 +66,8 @@ SHOWN = (1, 2, 4, 8, 16, 32)
 def env_of(args):
     """The env config ``--env`` of the ``--envs`` file (its first env by default)."""
     if args.envs is None:
+        if args.env not in (None, "pong"):
+            raise SystemExit(f"--env {args.env!r} needs --envs, the config file that holds it")
         return "pong", PONG
     envs = config.read_yaml(args.envs).get("envs") or {}  # the file's envs only, validated here
     name = args.env or next(iter(envs), None)
