@@ -86,9 +86,8 @@ def store(data: Path, name: str, env, split: str, seed: int):
     return open_rollouts(path)
 
 
-def test_of(args):
-    """The split ``--eval-seed`` of ``--env`` (by default the env's test split)."""
-    name, env = env_of(args)
+def test_of(args, name: str, env):
+    """The split ``--eval-seed`` of ``env`` (by default the env's test split)."""
     seed = env.splits["test"].seed if args.eval_seed is None else args.eval_seed
     return store(Path(args.data), name, env, "eval", seed)
 
@@ -117,6 +116,11 @@ def rounded(values, digits: int = 3) -> list[float]:
     return [round(float(v), digits) for v in values]
 
 
+def shuffled_gain(got: dict) -> list[float]:
+    """Δ shuffled per horizon from :func:`sample_horizons`' ``shuffled`` columns."""
+    return rounded(got["mse_shuffled"] - got["mse"], 6)
+
+
 def sample_record(
     model, batch, p: int, k: int, seed: int, floor: dict, shuffled: bool = False
 ) -> dict:
@@ -125,7 +129,7 @@ def sample_record(
     got = sample_horizons(model, batch, p, k, seed, shuffled)
     x_es = got["es"] / floor["es"]
     spread = metrics.spread_ratio(got["spread"], floor["spread"])
-    gain = {"shuffled_gain": rounded(got["mse_shuffled"] - got["mse"], 6)} if shuffled else {}
+    gain = {"shuffled_gain": shuffled_gain(got)} if shuffled else {}
     return {
         "mse": got["mse"],
         "x_es_floor": rounded(x_es),
@@ -145,7 +149,7 @@ def copy_last_record(model, batch, p: int, k: int, seed: int, copy_mse: np.ndarr
         "mse": rounded(got["mse"], 7), "copy_last": rounded(copy_mse, 7),
         "mse_mean": float(got["mse"].mean()), "copy_last_mean": float(copy_mse.mean()),
         "es": rounded(got["es"], 5), "es_mean": float(got["es"].mean()),
-        "shuffled_gain": rounded(got["mse_shuffled"] - got["mse"], 6),
+        "shuffled_gain": shuffled_gain(got),
     }  # fmt: skip
 
 
@@ -162,12 +166,11 @@ def run(args) -> None:
     data.mkdir(parents=True, exist_ok=True)
     name, env = env_of(args)
     rollouts = store(data, name, env, "train", env.splits["train"].seed)
-    test = test_of(args)
+    test = test_of(args, name, env)
     torch.manual_seed(args.seed)
     model = models.build(cfg, rollouts.frame_shape, rollouts.n_actions, rollouts.action_dim)
-    model.prepare(
-        rollouts
-    )  # references see the training rollouts (the mean frame), as in train_job
+    # references see the training rollouts (the mean frame), as in train_job
+    model.prepare(rollouts)
     p, tc = model.cfg.precondition, model.cfg.train
     batch = eval_windows(test, p, HORIZON, env.splits["test"].episodes)
     k = args.samples if samples_futures(model) else 1
@@ -251,12 +254,13 @@ def strip(args) -> None:
     from forward_models.models.base import split_window
 
     ckpt, out = args.strip
-    test = test_of(args)
+    name, env = env_of(args)
+    test = test_of(args, name, env)
     model = models.load(ckpt).eval()
     p = model.cfg.precondition
     batch = eval_windows(test, p, HORIZON, args.episode + 1)
     context, _, truth, _ = split_window(batch, p)
-    floor = floor_of(test, p) if has_floor(env_of(args)[1].id) else None
+    floor = floor_of(test, p) if has_floor(env.id) else None
     examples = {
         "episode": batch["episode"].numpy(),
         "context": uint8_frames(context),
