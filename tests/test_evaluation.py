@@ -32,6 +32,23 @@ def test_metrics_of_a_perfect_and_a_wrong_prediction():
     assert (wrong["mse"] > 0.1).all() and (wrong["ssim"] < 0.5).all()
 
 
+def test_ssim_in_slices_is_each_frames_own_ssim():
+    """SSIM is computed a slice of frames at a time (metrics.SSIM_FRAMES): every frame keeps
+    the value it has alone, across slice edges; horizon_mse is step_errors' MSE."""
+    from forward_models.metrics import SSIM_FRAMES, horizon_mse
+    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(3, SSIM_FRAMES - 1, 3, 32, 32, generator=g)
+    pred = (truth + 0.2 * torch.randn(truth.shape, generator=g)).clamp(0, 1)
+    errors = step_errors(pred, truth)
+    for e, t in [(0, 0), (1, 1), (2, SSIM_FRAMES - 2)]:
+        alone = ssim(pred[e, t, None], truth[e, t, None], data_range=1.0, reduction="none")
+        assert errors["ssim"][e, t] == pytest.approx(alone.item(), abs=1e-6)
+    assert len(np.unique(errors["ssim"])) == errors["ssim"].size  # no slice repeated
+    assert np.allclose(horizon_mse(pred, truth), errors["mse"].mean(0))
+
+
 def test_evaluate_reports_every_predictor_and_metric(store):
     model = models.build(
         {"arch": "conv_gru_residual", "precondition": 2, "channels": 8, "hidden": 8}, (3, 32, 32), 9

@@ -124,7 +124,7 @@ def validation_loss(model: ForwardModel, batches: list[dict], device, precision=
 
 def train(
     model: ForwardModel,
-    train_data: WindowSampler,
+    train_data: WindowSampler | None,
     val_data: WindowSampler | None,
     cfg: TrainConfig,
     out_dir: str | Path,
@@ -303,14 +303,15 @@ def train_job(rollouts: str | Path, job: TrainJob, out: dict[str, str]) -> None:
     tcfg = cfg.train
     train_ids, val_ids = split_episodes(data.n_episodes, tcfg.val_fraction, seed)
     dev = pick_device(job.device)
-    train_data = sampler(data, tcfg.seq_len, train_ids, seed, dev, tcfg.from_start)
-    val_data = (
-        WindowSampler(data, tcfg.seq_len, val_ids, seed, tcfg.from_start) if len(val_ids) else None
-    )
-    probe = probe_windows(data, val_ids, cfg.precondition, job.horizon)
     torch.manual_seed(seed)
     model = models.build(cfg, data.frame_shape, data.n_actions, data.action_dim)
     model.prepare(data)  # references see the training rollouts (mean frame, the floor's env)
+    train_data = val_data = probe = None  # a reference learns nothing: no windows to read
+    if model.trainable:
+        train_data = sampler(data, tcfg.seq_len, train_ids, seed, dev, tcfg.from_start)
+        if len(val_ids):
+            val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed, tcfg.from_start)
+        probe = probe_windows(data, val_ids, cfg.precondition, job.horizon)
     resolved = {
         "model": cfg.model_dump(mode="json"),
         "seed": seed,
