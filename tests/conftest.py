@@ -2,6 +2,7 @@
 the families by what they declare, small models and windows, the scratch workflow runner and
 the fault tally."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,13 @@ from forward_models import families, models  # noqa: E402
 from forward_models.config import RolloutSource  # noqa: E402
 from forward_models.models import REGISTRY  # noqa: E402
 from forward_models.models.frame_fed import FrameFed  # noqa: E402
+
+# Under pytest-xdist (`-n 2`, the full suite) two workers share the 2 cores: one thread each,
+# for torch here and for the workflows the tests start (torch's 2 OpenMP threads per worker made
+# small convs ~10x slower, the threads spinning against each other).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 def env_config(
@@ -145,6 +153,17 @@ def tally(clear: bool, silent: bool = False, lost: bool = False) -> None:
     TALLY["silent"] += silent
     TALLY["lost"] += lost
     assert clear and not silent and not lost
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: hand its tally over
+        session.config.workeroutput["fault_tally"] = dict(TALLY)
+
+
+def pytest_testnodedown(node, error):
+    """On the xdist controller: add up the workers' tallies."""
+    for key, n in getattr(node, "workeroutput", {}).get("fault_tally", {}).items():
+        TALLY[key] += n
 
 
 def pytest_terminal_summary(terminalreporter):
