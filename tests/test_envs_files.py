@@ -60,7 +60,6 @@ PIP_NAME = {
     "seaborn": "seaborn",
     "stable_baselines3": "stable-baselines3",
     "torch": "torch",
-    "torchmetrics": "torchmetrics",
     "tqdm": "tqdm",
     "yaml": "pyyaml",
     "zarr": "zarr",

@@ -34,18 +34,23 @@ def test_metrics_of_a_perfect_and_a_wrong_prediction():
 
 def test_ssim_in_slices_is_each_frames_own_ssim():
     """SSIM is computed a slice of frames at a time (metrics.SSIM_FRAMES): every frame keeps
-    the value it has alone, across slice edges; horizon_mse is step_errors' MSE."""
+    the value torchmetrics (the reference, a test dependency only) gives it alone, across slice
+    edges, on noisy frames and on Pong's (flat black with a few white shapes); horizon_mse is
+    step_errors' MSE."""
     from forward_models.metrics import SSIM_FRAMES, horizon_mse
-    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
+    from torchmetrics.functional.image import structural_similarity_index_measure as reference
 
     g = torch.Generator().manual_seed(0)
     truth = torch.rand(3, SSIM_FRAMES - 1, 3, 32, 32, generator=g)
+    truth[0] = (truth[0] > 0.97).float()  # sparse white squares on black, as in Pong
     pred = (truth + 0.2 * torch.randn(truth.shape, generator=g)).clamp(0, 1)
+    pred[0, 0] = truth[0, 0]  # an exact step: SSIM 1
     errors = step_errors(pred, truth)
-    for e, t in [(0, 0), (1, 1), (2, SSIM_FRAMES - 2)]:
-        alone = ssim(pred[e, t, None], truth[e, t, None], data_range=1.0, reduction="none")
+    for e, t in [(0, 0), (0, 5), (1, 1), (2, SSIM_FRAMES - 2)]:
+        alone = reference(pred[e, t, None], truth[e, t, None], data_range=1.0, reduction="none")
         assert errors["ssim"][e, t] == pytest.approx(alone.item(), abs=1e-6)
-    assert len(np.unique(errors["ssim"])) == errors["ssim"].size  # no slice repeated
+    assert errors["ssim"][0, 0] == pytest.approx(1.0, abs=1e-6)
+    assert len(np.unique(errors["ssim"][1:])) == errors["ssim"][1:].size  # no slice repeated
     assert np.allclose(horizon_mse(pred, truth), errors["mse"].mean(0))
 
 

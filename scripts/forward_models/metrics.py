@@ -15,31 +15,53 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 PSNR_CAP = 100.0  # dB: a step predicted exactly (MSE clamped at 1e-10)
 
 
 SSIM_FRAMES = 32
-"""Frames per SSIM call. torchmetrics' grouped convolution over a whole evaluation at once
-(3,000 Pong frames) ran ~9x slower on a CPU than in slices of 32, with the same values: its
-temporaries grow with the batch (most of the time went to the kernel paging them in)."""
+"""Frames per SSIM call: the grouped convolution's temporaries grow with the batch; over a whole
+evaluation at once (3,000 Pong frames) it ran ~9x slower on a CPU than in slices of 32, with the
+same values (most of the time went to the kernel paging the temporaries in)."""
 
 
 def _mse(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return ((pred - truth) ** 2).flatten(2).mean(-1).clamp_min(1e-10)
 
 
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM of each of ``(N, C, H, W)`` frames on [0, 1] (Wang et al. 2004: an 11x11 Gaussian
+    window of sigma 1.5, K1 0.01, K2 0.03, frames reflect-padded by 5 and the map averaged over
+    every pixel and channel): torchmetrics' ``structural_similarity_index_measure`` with
+    ``data_range=1``, to float rounding (a test holds them equal), here so that an evaluation
+    does not import torchmetrics (~2.5 s per job)."""
+    c, half = a.shape[1], 5
+    x = torch.arange(-half, half + 1, dtype=a.dtype)
+    g = torch.exp(-((x / 1.5) ** 2) / 2)
+    g = g / g.sum()
+    kernel = torch.outer(g, g).expand(c, 1, 2 * half + 1, 2 * half + 1)
+    a, b = (F.pad(t, (half,) * 4, mode="reflect") for t in (a, b))
+    stats = F.conv2d(torch.cat([a, b, a * a, b * b, a * b]), kernel, groups=c)
+    mu_a, mu_b, aa, bb, ab = stats.split(len(a))
+    var_a, var_b = (aa - mu_a**2).clamp_min(0), (bb - mu_b**2).clamp_min(0)
+    cov = ab - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+    return s.flatten(1).mean(-1)
+
+
 def step_errors(pred: torch.Tensor, truth: torch.Tensor) -> dict[str, np.ndarray]:
     """Per episode and step (E, T) of ``(E, T, C, H, W)`` frames: MSE on [0, 1] pixels, PSNR in
-    dB (capped at :data:`PSNR_CAP`) and SSIM."""
-    from torchmetrics.functional.image import structural_similarity_index_measure as ssim
-
+    dB (capped at :data:`PSNR_CAP`) and SSIM (:func:`ssim`)."""
     mse = _mse(pred, truth)
     e, t = mse.shape
     a, b = pred.flatten(0, 1).float(), truth.flatten(0, 1).float()
     s = torch.cat(
         [
-            ssim(a[i : i + SSIM_FRAMES], b[i : i + SSIM_FRAMES], data_range=1.0, reduction="none")
+            ssim(a[i : i + SSIM_FRAMES], b[i : i + SSIM_FRAMES])
             for i in range(0, len(a), SSIM_FRAMES)
         ]
     )
