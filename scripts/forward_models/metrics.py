@@ -37,7 +37,7 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     ``data_range=1``, to float rounding (a test holds them equal), here so that an evaluation
     does not import torchmetrics (~2.5 s per job)."""
     c, half = a.shape[1], 5
-    x = torch.arange(-half, half + 1, dtype=a.dtype)
+    x = torch.arange(-half, half + 1, dtype=a.dtype, device=a.device)
     g = torch.exp(-((x / 1.5) ** 2) / 2)
     g = g / g.sum()
     kernel = torch.outer(g, g).expand(c, 1, 2 * half + 1, 2 * half + 1)
