@@ -175,7 +175,9 @@ def run(args) -> None:
     batch = eval_windows(test, p, HORIZON, env.splits["test"].episodes)
     k = args.samples if samples_futures(model) else 1
     score = scorer(env, test, batch, p, k, args.seed)
-    sampler = WindowSampler(rollouts, tc.seq_len, seed=args.seed, from_start=tc.from_start)
+    sampler = WindowSampler(
+        rollouts, tc.seq_len, seed=args.seed, from_start=tc.from_start, to_end=tc.to_end
+    )
     with open(args.out, "w") as out:
 
         def evaluate(model, step: int, spent: float, frames: int) -> None:

@@ -191,6 +191,31 @@ def test_windows_from_start_begin_at_the_episodes_first_row(tmp_path):
     assert 0.4 < (half == 0).mean() < 0.6
 
 
+def test_windows_to_end_finish_at_the_episodes_last_row(tmp_path):
+    """``to_end=1``: every window's last row is its episode's last (where a terminated
+    episode shows its end); with ``from_start`` beside it the two shares split the windows, and
+    together they may not exceed 1."""
+    from forward_models.data.windows import draw_windows, window_weights
+    from forward_models.model_config import TrainConfig
+    from pydantic import ValidationError
+
+    path = tmp_path / "s.zarr"
+    write(path, episodes=(40, 50, 60))
+    r = open_rollouts(path)
+    ends = r.episode_starts + r.lengths - 1
+    last = torch.from_numpy(r.load(("obs",))["obs"][ends]).permute(0, 3, 1, 2).float() / 255
+    batch = WindowSampler(r, length=10, seed=0, to_end=1.0).sample(32)
+    assert batch["mask"].all()
+    assert all(any(torch.equal(w[-1], f) for f in last) for w in batch["obs"])
+
+    lengths, p = r.lengths, window_weights(r.lengths, 10)
+    ep, offset = draw_windows(np.random.default_rng(4), lengths, p, 10, 4000, 0.5, 0.25)
+    at_end = offset == lengths[ep] - 10
+    assert 0.45 < (offset == 0).mean() < 0.55 and 0.2 < at_end.mean() < 0.3
+    with pytest.raises(ValidationError, match="from_start=0.8 \\+ to_end=0.3 exceeds 1"):
+        TrainConfig(from_start=0.8, to_end=0.3)
+
+
 def test_split_episodes_is_disjoint():
     train, val = split_episodes(20, 0.2, seed=0)
     assert len(val) == 4 and not set(train) & set(val) and len(train) + len(val) == 20

@@ -36,6 +36,12 @@ class TrainConfig(Strict):
     thesis' training windows) do; the rest start anywhere in an episode. An episode's start is
     where the hidden state is best known (the ball at the centre), so a model trained only on
     windows from anywhere learns a blurrier guess for it."""
+    to_end: float = Field(0.0, ge=0, le=1)
+    """Fraction of windows that end at their episode's last row (``from_start + to_end`` at
+    most 1). An episode's end is one row of it (on Pong the frame where the ball passed a
+    paddle), so windows from anywhere show it rarely (~1% on the default Pong, against many
+    bounces): a model learns to bounce the ball where the truth misses it, and an agent in its
+    dream never sees an end. (An episode shorter than a window fills it from its start.)"""
     lr: float = Field(1e-3, gt=0)
     """Adam learning rate."""
     lr_decay_every: int = Field(15000, ge=1)
@@ -43,6 +49,15 @@ class TrainConfig(Strict):
     lr_schedule: Literal["step", "cosine"] = "step"
     """``step``: the thesis' step decay (``lr_decay_every``). ``cosine``: from ``lr`` down to 0
     at ``steps`` along a half cosine, which ends a short budget on settled weights."""
+
+    @model_validator(mode="after")
+    def _window_shares(self):
+        if self.from_start + self.to_end > 1:
+            raise ValueError(
+                f"from_start={self.from_start} + to_end={self.to_end} exceeds 1: they are the "
+                f"shares of windows that start at an episode's first row and end at its last"
+            )
+        return self
 
     def lr_factor(self, step: int, fraction: float | None = None) -> float:
         """The learning rate at ``step`` as a multiple of ``lr``; the cosine runs over

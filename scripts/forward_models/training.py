@@ -252,14 +252,20 @@ def train(
 
 
 def sampler(
-    data, length: int, episodes, seed: int, device: torch.device, from_start: float = 0.0
+    data,
+    length: int,
+    episodes,
+    seed: int,
+    device: torch.device,
+    from_start: float = 0.0,
+    to_end: float = 0.0,
 ) -> WindowSampler:
     """Training windows: gathered on the device when the store fits there (half its free
     memory, :func:`~forward_models.data.windows.fits_on_device`), else on the host and copied
     per batch. Both draw the same windows for the same seed."""
     if fits_on_device(data, device):
-        return DeviceWindows(data, length, episodes, seed, device, from_start)
-    return WindowSampler(data, length, episodes, seed, from_start)
+        return DeviceWindows(data, length, episodes, seed, device, from_start, to_end)
+    return WindowSampler(data, length, episodes, seed, from_start, to_end)
 
 
 PROBE_EPISODES = 16  # validation episodes whose open-loop error is tracked during training
@@ -308,9 +314,10 @@ def train_job(rollouts: str | Path, job: TrainJob, out: dict[str, str]) -> None:
     model.prepare(data)  # references see the training rollouts (mean frame, the floor's env)
     train_data = val_data = probe = None  # a reference learns nothing: no windows to read
     if model.trainable:
-        train_data = sampler(data, tcfg.seq_len, train_ids, seed, dev, tcfg.from_start)
+        shares = tcfg.from_start, tcfg.to_end
+        train_data = sampler(data, tcfg.seq_len, train_ids, seed, dev, *shares)
         if len(val_ids):
-            val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed, tcfg.from_start)
+            val_data = WindowSampler(data, tcfg.seq_len, val_ids, seed, *shares)
         probe = probe_windows(data, val_ids, cfg.precondition, job.horizon)
     resolved = {
         "model": cfg.model_dump(mode="json"),

@@ -15,11 +15,18 @@ class WindowSampler:
     repeating their last row, and ``mask`` marks the real rows, so losses can ignore the rest.
     Episodes are drawn in proportion to the windows they hold, i.e. every start is equally likely;
     with ``from_start`` > 0 that fraction of windows (on average) starts at its episode's first
-    row instead, as evaluation's windows do.
+    row instead, as evaluation's windows do, and with ``to_end`` > 0 that fraction ends at its
+    episode's last row (where a terminated episode shows how it ended).
     """
 
     def __init__(
-        self, rollouts: Rollouts, length: int, episodes=None, seed: int = 0, from_start=0.0
+        self,
+        rollouts: Rollouts,
+        length: int,
+        episodes=None,
+        seed: int = 0,
+        from_start=0.0,
+        to_end=0.0,
     ):
         data = rollouts.load(("obs", "action"))
         self.obs, self.action = data["obs"], data["action"]
@@ -28,13 +35,13 @@ class WindowSampler:
             raise ValueError("WindowSampler needs at least one episode")
         self.starts = rollouts.episode_starts[ids]
         self.lengths = rollouts.lengths[ids]
-        self.length, self.from_start = length, from_start
+        self.length, self.from_start, self.to_end = length, from_start, to_end
         self.p = window_weights(self.lengths, length)
         self.rng = np.random.default_rng(seed)
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         drawn = draw_windows(
-            self.rng, self.lengths, self.p, self.length, batch_size, self.from_start
+            self.rng, self.lengths, self.p, self.length, batch_size, self.from_start, self.to_end
         )
         return self.gather(*drawn)
 
@@ -64,9 +71,16 @@ class DeviceWindows(WindowSampler):
     """
 
     def __init__(
-        self, rollouts: Rollouts, length: int, episodes=None, seed=0, device="cpu", from_start=0.0
+        self,
+        rollouts: Rollouts,
+        length: int,
+        episodes=None,
+        seed=0,
+        device="cpu",
+        from_start=0.0,
+        to_end=0.0,
     ):
-        super().__init__(rollouts, length, episodes, seed, from_start)
+        super().__init__(rollouts, length, episodes, seed, from_start, to_end)
         self.device = torch.device(device)
         self.obs_device = torch.from_numpy(self.obs).to(self.device)  # (N, H, W, C) uint8
         self.action_device = torch.from_numpy(self.action).to(self.device)
@@ -100,13 +114,20 @@ def window_weights(lengths: np.ndarray, length: int) -> np.ndarray:
     return weights / weights.sum()
 
 
-def draw_windows(rng, lengths: np.ndarray, p: np.ndarray, length: int, n: int, from_start=0.0):
+def draw_windows(
+    rng, lengths: np.ndarray, p: np.ndarray, length: int, n: int, from_start=0.0, to_end=0.0
+):
     """``n`` (episode index, start offset) pairs; an episode shorter than ``length`` starts at 0,
-    and so does each window with probability ``from_start``."""
+    and so does each window with probability ``from_start``; with probability ``to_end`` a
+    window ends at its episode's last row instead."""
     ep = rng.choice(len(lengths), size=n, p=p)
-    offset = (rng.random(n) * np.maximum(lengths[ep] - length + 1, 1)).astype(np.int64)
-    if from_start > 0:  # drawn only then: the windows of from_start=0 stay as they were
-        offset[rng.random(n) < from_start] = 0
+    last = np.maximum(lengths[ep] - length, 0)  # the last start that fits
+    offset = (rng.random(n) * (last + 1)).astype(np.int64)
+    if from_start > 0 or to_end > 0:  # drawn only then: the windows of 0, 0 stay as they were
+        u = rng.random(n)
+        offset[u < from_start] = 0
+        at_end = (u >= from_start) & (u < from_start + to_end)
+        offset[at_end] = last[at_end]
     return ep, offset
 
 
