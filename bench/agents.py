@@ -38,7 +38,7 @@ def figure(out: str, paths: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    fig, ax = plt.subplots(figsize=(8.4, 3.6))
     for path in paths:
         recs = [json.loads(line) for line in Path(path).read_text().splitlines()]
         x = np.array([r["steps"] for r in recs]) / 1e3
@@ -47,7 +47,7 @@ def figure(out: str, paths: list[str]) -> None:
         ax.fill_between(x, y - e, y + e, color=line.get_color(), alpha=0.2)
     ax.axhline(recs[0]["random"], color="0.4", ls="--", lw=1, label="random policy")
     ax.set(xlabel="PPO steps (thousands)", ylabel="real-env return (dev episodes)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # off the curves
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
